@@ -1,0 +1,51 @@
+"""batchsr: restore folders of low-resolution photos with a small super-resolution CNN.
+
+Library use::
+
+    from PIL import Image
+    import batchsr
+    big = batchsr.upscale(Image.open("old.jpg"), scale=3)          # one image
+    summary = batchsr.run_folder("old_photos", "restored")        # a whole tree + CSV report
+
+Heavy imports happen inside the functions, so importing batchsr is cheap.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def upscale(image, scale: int = 3, model: str = "default", tile: int | None = None):
+    """Upscale a PIL image by ``scale`` with a shipped model name or an ONNX path.
+
+    The mode is kept (L, LA, RGB, RGBA; 16-bit grey stays 16-bit; palette
+    images come back as RGB/RGBA). The pixels are used as they are: apply
+    ``PIL.ImageOps.exif_transpose`` first if orientation matters.
+    """
+    from batchsr import images, models, pipeline
+
+    m = models.cached(model, scale)
+    notes: list[str] = []
+    pixels, bits = images.to_array(image, notes)
+    out = pipeline.upscale_pixels(pixels, m, tile)
+    return images.to_pillow(out, bits, "PNG")
+
+
+def run_folder(input, output, **options):
+    """Run a whole folder job like the command line does; returns a ``report.Summary``.
+
+    ``options`` are the fields of :class:`batchsr.config.RunConfig` (scale,
+    model, tile, report, providers, format, quality, ...).
+    """
+    from pathlib import Path
+
+    from batchsr import models, pipeline
+    from batchsr.config import RunConfig
+    from batchsr.engine import EngineOptions
+
+    cfg = RunConfig(input=Path(input), output=Path(output), **options)
+    m = models.load(cfg.model, cfg.scale, EngineOptions(providers=cfg.providers, threads=cfg.threads))
+    return pipeline.run(cfg, m)
+
+
+__all__ = ["__version__", "upscale", "run_folder"]

@@ -1,0 +1,5 @@
+import sys
+
+from batchsr.cli import main
+
+sys.exit(main())

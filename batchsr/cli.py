@@ -1,0 +1,188 @@
+"""Command line: argv -> RunConfig -> exit code. Never touches pixels.
+
+Heavy modules (numpy, Pillow, onnxruntime) are imported only after the
+arguments are parsed, so ``batchsr --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from batchsr import __version__
+from batchsr.config import DEFAULT_MAX_PIXELS, FORMATS, RunConfig
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+Upscale every image under INPUT (a folder, walked recursively, or one file)
+into OUTPUT with a super-resolution CNN, keeping the folder layout, file names
+and formats, and write a CSV report (OUTPUT/batchsr-report.csv) with one row
+per image, including how much the model beat bicubic upscaling (PSNR, dB).
+
+other commands:
+  batchsr eval FOLDER...   PSNR/SSIM of a model vs bicubic on ground-truth images
+  batchsr models           list the shipped models
+(a folder literally named "eval" or "models" can be given as ./eval)
+"""
+EPILOG = """\
+exit codes: 0 every image ok, 1 some images failed (see the report), 2 usage error.
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line and exits 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _tile(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 (whole image) or a positive tile size in LR pixels")
+    return v
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return v
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", type=int, choices=(2, 3, 4),
+                   help="upscaling factor (default 3; with --model PATH, the file's own)")
+    p.add_argument("--model", default="default", metavar="NAME|PATH.onnx",
+                   help="a shipped model's name (see `batchsr models`) or an ONNX file exported by "
+                        "`python -m train` (default: default)")
+    p.add_argument("--tile", type=_tile, metavar="N",
+                   help="tile size in LR pixels; 0 = whole image (default: whole image when small, "
+                        "256 when large, so memory stays bounded)")
+    p.add_argument("--providers", metavar="LIST",
+                   help="onnxruntime execution providers in order, e.g. cuda,cpu (default: the best "
+                        "present of coreml, cuda, cpu)")
+    p.add_argument("--threads", type=_positive, help="inference threads (default: one per core)")
+
+
+def run_parser() -> Parser:
+    p = Parser(prog="batchsr", description=DESCRIPTION, epilog=EPILOG,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="INPUT", type=Path, help="image file or folder of images")
+    p.add_argument("output", metavar="OUTPUT", type=Path, help="folder to write the upscaled images to")
+    _add_model_options(p)
+    p.add_argument("--report", type=Path, metavar="PATH", help="CSV report path (default OUTPUT/batchsr-report.csv)")
+    p.add_argument("--format", choices=FORMATS, default="keep", help="output format (default: keep the input's)")
+    p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)")
+    p.add_argument("--no-psnr", action="store_true",
+                   help="skip the per-image PSNR experiment (saves about 1/scale^2 of the work)")
+    p.add_argument("--quiet", action="store_true", help="print only the final summary line")
+    p.add_argument("--verbose", action="store_true", help="debug logging, with tracebacks for failures")
+    p.add_argument("--version", action="version", version=f"batchsr {__version__}")
+    return p
+
+
+def eval_parser() -> Parser:
+    p = Parser(prog="batchsr eval",
+               description="Evaluate a model against bicubic on folders of ground-truth images under the "
+                           "standard protocol: mod-crop, PIL bicubic downscale, Y (BT.601 studio range), "
+                           "shave `scale` pixels, PSNR (peak 255) and SSIM (Gaussian, sigma 1.5).")
+    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    _add_model_options(p)
+    p.add_argument("--csv", type=Path, metavar="PATH", help="write per-image rows to this CSV")
+    return p
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    logging.basicConfig(level=level, format="batchsr: %(message)s", stream=sys.stderr)
+
+
+def _load_model(a, usage_exit):
+    from batchsr.engine import EngineError, EngineOptions, parse_providers
+    from batchsr.models import ModelError, load
+
+    try:
+        providers = parse_providers(a.providers) if a.providers else None
+        return load(a.model, a.scale, EngineOptions(providers=providers, threads=a.threads or 0))
+    except (ModelError, EngineError, ValueError) as exc:
+        usage_exit(str(exc))
+
+
+def cmd_eval(argv: list[str]) -> int:
+    p = eval_parser()
+    a = p.parse_args(argv)
+    for f in a.folders:
+        if not f.is_dir():
+            p.error(f"not a folder: {f}")
+    _setup_logging(False, False)
+    model = _load_model(a, p.error)
+    from batchsr.evaluate import evaluate_folder, table, write_csv
+
+    scores, rows = [], []
+    for folder in a.folders:
+        s, r = evaluate_folder(folder, model, a.tile)
+        scores.append(s)
+        rows += r
+    print(table(scores, model))
+    if a.csv:
+        write_csv(a.csv, rows, model)
+    return EXIT_OK
+
+
+def cmd_models(argv: list[str]) -> int:
+    p = Parser(prog="batchsr models", description="List the shipped models.")
+    p.parse_args(argv)
+    from batchsr.models import ModelError, shipped
+
+    try:
+        for e in shipped():
+            print(f"{e.name:10s} x{e.scale}  {e.path.name}")
+    except ModelError as exc:
+        p.error(str(exc))
+    return EXIT_OK
+
+
+def cmd_run(argv: list[str]) -> int:
+    p = run_parser()
+    a = p.parse_args(argv)
+    if not a.input.exists():
+        p.error(f"input not found: {a.input}")
+    if a.output.exists() and not a.output.is_dir():
+        p.error(f"output exists and is not a folder: {a.output}")
+    if a.input.is_dir() and a.input.resolve() == a.output.resolve():
+        p.error("OUTPUT must differ from INPUT (batchsr never overwrites its inputs)")
+    if not 1 <= a.quality <= 100:
+        p.error("--quality must be between 1 and 100")
+    _setup_logging(a.quiet, a.verbose)
+    model = _load_model(a, p.error)
+    cfg = RunConfig(input=a.input, output=a.output, scale=model.scale, model=a.model, tile=a.tile,
+                    report=a.report, providers=tuple(model.engine.providers), quiet=a.quiet,
+                    verbose=a.verbose, psnr=not a.no_psnr, format=a.format, quality=a.quality,
+                    max_pixels=a.max_pixels, threads=a.threads or 0)
+    from batchsr.pipeline import run
+
+    summary = run(cfg, model)
+    print(summary.line())
+    if summary.failed and not a.quiet:
+        print(f"batchsr: see {cfg.report_path} for the failures", file=sys.stderr)
+    return summary.exit_code
+
+
+COMMANDS = {"eval": cmd_eval, "models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    try:
+        return cmd_run(argv)
+    except KeyboardInterrupt:
+        print("batchsr: interrupted; finished images are kept, rerun to continue", file=sys.stderr)
+        return 130

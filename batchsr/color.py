@@ -1,0 +1,112 @@
+"""The single definition of luma (Y) and chroma used by batchsr.
+
+Everything that measures, trains or upscales goes through these functions, so
+training, evaluation and the runtime can never disagree about what "Y" is.
+
+Colour space: ITU-R BT.601, *studio range*, as in the super-resolution
+literature's evaluation protocol:
+
+    Y  =  16 +  65.481 R + 128.553 G +  24.966 B
+    Cb = 128 -  37.797 R -  74.203 G + 112.000 B
+    Cr = 128 + 112.000 R -  93.786 G -  18.214 B
+
+with R, G, B in [0, 1] and Y, Cb, Cr in 8-bit units. The model works on
+``Y / 255`` (so its input lies in [16/255, 235/255]); this module's float
+helpers use that same unit-scaled convention for all three channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FORWARD = np.array(
+    [
+        [65.481, 128.553, 24.966],
+        [-37.797, -74.203, 112.0],
+        [112.0, -93.786, -18.214],
+    ],
+    dtype=np.float64,
+)
+_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64)
+# The inverse is derived, not typed in, so both directions stay consistent.
+_INVERSE = np.linalg.inv(_FORWARD)
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] (..., 3) -> YCbCr scaled by 1/255 (..., 3), float32.
+
+    Y is in [16/255, 235/255] for in-gamut input; Cb and Cr centre on 128/255.
+    """
+    rgb = np.asarray(rgb, dtype=np.float32)
+    m = (_FORWARD / 255.0).astype(np.float32)
+    out = rgb @ m.T
+    out += (_OFFSET / 255.0).astype(np.float32)
+    return out
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr`: YCbCr/255 (..., 3) -> RGB in [0, 1], float32.
+
+    The result is not clipped: callers quantise with :func:`to_uint`.
+    """
+    ycc = np.asarray(ycbcr, dtype=np.float32) - (_OFFSET / 255.0).astype(np.float32)
+    m = (_INVERSE * 255.0).astype(np.float32)
+    return ycc @ m.T
+
+
+def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
+    """Luma only, RGB in [0, 1] (..., 3) -> Y/255 (...), float32."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    w = (_FORWARD[0] / 255.0).astype(np.float32)
+    return rgb @ w + np.float32(16.0 / 255.0)
+
+
+def gray_to_y(gray: np.ndarray) -> np.ndarray:
+    """A grey level in [0, 1] -> Y/255, i.e. rgb_to_y of (g, g, g)."""
+    return np.asarray(gray, dtype=np.float32) * np.float32(219.0 / 255.0) + np.float32(16.0 / 255.0)
+
+
+def y_to_gray(y: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`gray_to_y` (not clipped)."""
+    return (np.asarray(y, dtype=np.float32) - np.float32(16.0 / 255.0)) * np.float32(255.0 / 219.0)
+
+
+def y_metric(rgb_u8: np.ndarray) -> np.ndarray:
+    """Y in 8-bit units [16, 235] (float64) of an 8-bit RGB (H, W, 3) or grey (H, W) image.
+
+    This is the quantity PSNR and SSIM are computed on (evaluation protocol).
+    """
+    a = np.asarray(rgb_u8, dtype=np.float64) / 255.0
+    if a.ndim == 2:
+        return 16.0 + 219.0 * a
+    return 16.0 + a @ _FORWARD[0]
+
+
+def to_uint(x: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Float in [0, 1] -> rounded, clipped unsigned integers of ``bits`` (8 or 16)."""
+    peak = (1 << bits) - 1
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.clip(np.rint(np.asarray(x, dtype=np.float32) * peak), 0, peak).astype(dtype)
+
+
+def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bicubic resize of one float32 plane with Pillow (mode "F": no 8-bit rounding).
+
+    Used for chroma and alpha, which the model does not see.
+    """
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))  # float32 2-D -> mode "F"
+    return np.asarray(im.resize((width, height), Image.BICUBIC), dtype=np.float32)
+
+
+def merge(y_sr: np.ndarray, ycbcr_lr: np.ndarray) -> np.ndarray:
+    """Super-resolved Y (sH, sW) + low-res YCbCr (H, W, 3) -> RGB in [0, 1] (sH, sW, 3), not clipped.
+
+    Cb and Cr are upscaled bicubically: the eye resolves little chroma detail,
+    which is why the model only sees luma.
+    """
+    h, w = y_sr.shape
+    cb = resize_plane(ycbcr_lr[..., 1], w, h)
+    cr = resize_plane(ycbcr_lr[..., 2], w, h)
+    return ycbcr_to_rgb(np.stack([y_sr.astype(np.float32), cb, cr], axis=-1))

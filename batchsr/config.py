@@ -1,0 +1,40 @@
+"""The run's configuration: one frozen object built by the CLI (or a library caller)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPORT_NAME = "batchsr-report.csv"
+FORMATS = ("keep", "png", "jpg", "webp", "tiff")
+# Pillow's own default decompression-bomb limit (about 179 megapixels).
+DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what a folder run does.
+
+    ``scale`` None means 3 for a shipped model name, or the file's own scale
+    for ``--model PATH.onnx``. ``tile`` None picks automatically (whole image
+    when small, fixed tiles when large); 0 forces the whole image.
+    """
+
+    input: Path
+    output: Path
+    scale: int | None = None
+    model: str = "default"
+    tile: int | None = None
+    report: Path | None = None
+    providers: tuple[str, ...] | None = None
+    quiet: bool = False
+    verbose: bool = False
+    psnr: bool = True
+    format: str = "keep"
+    quality: int = 95
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    threads: int = 0
+
+    @property
+    def report_path(self) -> Path:
+        return Path(self.report) if self.report else Path(self.output) / REPORT_NAME

@@ -1,0 +1,125 @@
+"""The inference engine: the only module that imports onnxruntime.
+
+One session is built per model and run, then passed on (never rebuilt per
+image). Execution providers are chosen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+log = logging.getLogger("batchsr")
+
+# Best first. CoreML on Apple machines, CUDA where onnxruntime-gpu is installed,
+# the CPU everywhere. Others that onnxruntime reports are used only on request.
+PREFERENCE = ("CoreMLExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+ALIASES = {"coreml": "CoreMLExecutionProvider", "cuda": "CUDAExecutionProvider",
+           "cpu": "CPUExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+           "dml": "DmlExecutionProvider", "rocm": "ROCMExecutionProvider"}
+# Options for providers whose defaults do not suit us. CoreML: ML Program
+# format on all compute units (CPU, GPU, Neural Engine); our fixed tile shapes
+# keep its per-shape compilation to one or two shapes per run.
+PROVIDER_OPTIONS = {
+    "CoreMLExecutionProvider": {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"},
+}
+
+
+class EngineError(Exception):
+    """A model that cannot be loaded or run; the message is one actionable line."""
+
+
+def parse_providers(text: str) -> tuple[str, ...]:
+    """``"cuda,cpu"`` -> full onnxruntime provider names, in the given order."""
+    names = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        names.append(ALIASES.get(part.lower(), part))
+    if not names:
+        raise ValueError("--providers needs at least one provider, e.g. cpu or cuda,cpu")
+    return tuple(names)
+
+
+def choose_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
+    """The providers to use, best first. Pure: tested without the hardware.
+
+    Without a request: every provider of PREFERENCE that is available, in that
+    order (the CPU is always last and always present as a fallback). With a
+    request: exactly those, in that order; any unavailable one is an error
+    naming what is available.
+    """
+    available = list(available)
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise EngineError(f"provider {', '.join(missing)} is not available here "
+                              f"(available: {', '.join(available)})")
+        return list(requested)
+    chosen = [p for p in PREFERENCE if p in available]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    providers: tuple[str, ...] | None = None  # None: choose_providers' default
+    threads: int = 0  # intra-op threads; 0 = onnxruntime's default (one per core)
+    # onnxruntime's threads spin while idle by default, which steals the CPU
+    # from decode/encode work running beside inference.
+    spinning: bool = False
+
+
+class Engine:
+    """An onnxruntime session for a single-channel super-resolution model (NHWC, 1 channel).
+
+    ``run`` takes an (H, W) float32 array in model units and returns the
+    (H*scale, W*scale) float32 output.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, options: EngineOptions = EngineOptions()):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+        providers = choose_providers(ort.get_available_providers(), options.providers)
+        provider_args = [(p, PROVIDER_OPTIONS.get(p, {})) for p in providers]
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self._session = ort.InferenceSession(source, sess_options=so, providers=provider_args)
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            what = "model bytes" if isinstance(model, bytes) else str(model)
+            raise EngineError(f"cannot load {what}: {str(exc).splitlines()[0]}") from exc
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or (inputs[0].shape and inputs[0].shape[-1] not in (1, "1")):
+            raise EngineError("the model must take one NHWC input with 1 channel (Y)")
+        self._input = inputs[0].name
+        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.providers: list[str] = list(self._session.get_providers())
+        log.debug("onnxruntime providers: %s", ", ".join(self.providers))
+
+    def run(self, y: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(y, dtype=np.float32)[None, :, :, None]
+        out = self._session.run(None, {self._input: x})[0]
+        return out[0, :, :, 0]
+
+    def run_batch(self, ys: np.ndarray) -> np.ndarray:
+        """(N, H, W) -> (N, H*s, W*s): several same-shaped windows in one call."""
+        x = np.ascontiguousarray(ys, dtype=np.float32)[..., None]
+        return self._session.run(None, {self._input: x})[0][..., 0]

@@ -1,0 +1,64 @@
+"""PSNR and SSIM under the standard SR evaluation protocol.
+
+Protocol (shared/docs/engineering-notes.md, section 1): compare on Y, BT.601
+studio range (:func:`batchsr.color.y_metric`), shave ``scale`` pixels from
+every border, PSNR with peak 255; SSIM with an 11x11 Gaussian window of
+sigma 1.5, K1 = 0.01, K2 = 0.03 (Wang et al. 2004).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from batchsr.color import y_metric
+
+
+def _shave(a: np.ndarray, shave: int) -> np.ndarray:
+    if shave <= 0:
+        return a
+    if a.shape[0] <= 2 * shave or a.shape[1] <= 2 * shave:
+        raise ValueError(f"image {a.shape[1]}x{a.shape[0]} is too small to shave {shave} pixels")
+    return a[shave:-shave, shave:-shave]
+
+
+def psnr_y(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float:
+    """PSNR (dB) of two same-sized 8-bit RGB (or grey) images on shaved Y; inf when equal."""
+    if truth_u8.shape != test_u8.shape:
+        raise ValueError(f"size mismatch: {truth_u8.shape} vs {test_u8.shape}")
+    a = _shave(y_metric(truth_u8), shave)
+    b = _shave(y_metric(test_u8), shave)
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def _filter_valid(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation of a 2-D array with the 1-D window ``g``."""
+    k = len(g)
+    rows = sum(g[i] * a[i:a.shape[0] - k + 1 + i, :] for i in range(k))
+    return sum(g[j] * rows[:, j:rows.shape[1] - k + 1 + j] for j in range(k))
+
+
+def ssim_y(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float:
+    """Mean SSIM of two same-sized 8-bit images on shaved Y (Gaussian sigma 1.5, 11x11)."""
+    if truth_u8.shape != test_u8.shape:
+        raise ValueError(f"size mismatch: {truth_u8.shape} vs {test_u8.shape}")
+    a = _shave(y_metric(truth_u8), shave)
+    b = _shave(y_metric(test_u8), shave)
+    if min(a.shape) < 11:
+        raise ValueError("image too small for an 11x11 SSIM window")
+    g = _gaussian_window()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
+    var_a = _filter_valid(a * a, g) - mu_a ** 2
+    var_b = _filter_valid(b * b, g) - mu_b ** 2
+    cov = _filter_valid(a * b, g) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(s.mean())

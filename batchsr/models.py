@@ -1,0 +1,133 @@
+"""Registry of the shipped models, and loading of user-supplied ONNX models.
+
+Shipped models live in ``models/`` of the source tree and in
+``batchsr/_models`` of an installed wheel. ``manifest.json`` there maps
+(name, scale) to a file and its SHA-256, which is verified before a model is
+used. Everything else a model needs at run time (scale, receptive radius,
+architecture) comes from the ONNX file's own ``metadata_props``, which the
+training export writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from batchsr.engine import Engine, EngineError, EngineOptions
+
+_PACKAGE_DIR = Path(__file__).resolve().parent / "_models"
+_SOURCE_DIR = Path(__file__).resolve().parent.parent / "models"
+MANIFEST = "manifest.json"
+REQUIRED_METADATA = ("scale", "receptive_radius")
+
+
+class ModelError(Exception):
+    """A model that cannot be found or trusted; the message is one actionable line."""
+
+
+def models_dir() -> Path:
+    """Where the shipped models are: the installed package's copy, else the source tree's."""
+    for d in (_PACKAGE_DIR, _SOURCE_DIR):
+        if (d / MANIFEST).is_file():
+            return d
+    raise ModelError("no shipped models found; reinstall batchsr or pass --model PATH.onnx")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    scale: int
+    path: Path
+    sha256: str | None  # None for user-supplied files
+
+
+def load_manifest(directory: Path | None = None) -> list[ModelEntry]:
+    d = directory or models_dir()
+    raw = json.loads((d / MANIFEST).read_text())
+    return [ModelEntry(m["name"], int(m["scale"]), d / m["file"], m["sha256"]) for m in raw["models"]]
+
+
+def shipped() -> list[ModelEntry]:
+    """Every shipped (name, scale), sorted."""
+    return sorted(load_manifest(), key=lambda m: (m.name, m.scale))
+
+
+def is_path(model: str) -> bool:
+    return model.lower().endswith(".onnx") or "/" in model or "\\" in model
+
+
+def resolve(model: str, scale: int | None) -> ModelEntry:
+    """A model name (with a scale, default 3) or an ONNX path -> the entry to load.
+
+    Raises ModelError with a one-line message naming what exists.
+    """
+    if is_path(model):
+        p = Path(model).expanduser()
+        if not p.is_file():
+            raise ModelError(f"model file not found: {model}")
+        return ModelEntry(p.stem, scale or 0, p, None)
+    scale = scale or 3
+    entries = load_manifest()
+    for e in entries:
+        if e.name == model and e.scale == scale:
+            return e
+    have = ", ".join(f"{e.name} x{e.scale}" for e in sorted(entries, key=lambda e: (e.name, e.scale)))
+    raise ModelError(f"no shipped model '{model}' for x{scale} (shipped: {have}); "
+                     f"or pass --model PATH.onnx")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model: its session and the facts the runner needs."""
+
+    name: str
+    scale: int
+    radius: int
+    engine: Engine
+    metadata: dict
+    sha256: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} x{self.scale}"
+
+
+def load(model: str = "default", scale: int | None = None, options: EngineOptions = EngineOptions()) -> Model:
+    """Resolve, verify and open a model. Raises ModelError (or EngineError) with one line."""
+    entry = resolve(model, scale)
+    digest = sha256_file(entry.path)
+    if entry.sha256 is not None and digest != entry.sha256:
+        raise ModelError(f"{entry.path} is corrupt (checksum mismatch); reinstall batchsr")
+    engine = Engine(entry.path, options)
+    meta = engine.metadata
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise ModelError(f"{entry.path} lacks batchsr metadata ({', '.join(missing)}); "
+                         f"export it with `python -m train export`")
+    try:
+        model_scale, radius = int(meta["scale"]), int(meta["receptive_radius"])
+    except ValueError:
+        raise ModelError(f"{entry.path} has malformed batchsr metadata") from None
+    if scale and model_scale != scale:
+        raise ModelError(f"{entry.path} is an x{model_scale} model, but --scale {scale} was asked for")
+    return Model(meta.get("name", entry.name), model_scale, radius, engine, meta, digest)
+
+
+@lru_cache(maxsize=8)
+def cached(model: str = "default", scale: int | None = None) -> Model:
+    """:func:`load` once per (model, scale) for library callers such as :func:`batchsr.upscale`."""
+    return load(model, scale)
+
+
+__all__ = ["EngineError", "Model", "ModelEntry", "ModelError", "load", "cached", "resolve", "shipped"]

@@ -1,0 +1,135 @@
+"""Per-image outcomes, the CSV report, the summary line and the exit code.
+
+The CSV is written row by row and flushed, so an interrupted run still leaves
+a report of everything it finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+OK, SKIPPED, ERROR = "ok", "skipped", "error"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+
+
+@dataclass
+class Row:
+    """One input image's outcome. ``status`` is ok, skipped or error; ``error`` one line."""
+
+    input: str
+    output: str = ""
+    status: str = OK
+    error: str = ""
+    width: int | None = None
+    height: int | None = None
+    out_width: int | None = None
+    out_height: int | None = None
+    scale: int | None = None
+    model: str = ""
+    seconds: float | None = None
+    psnr_bicubic: float | None = None
+    psnr_model: float | None = None
+    providers: str = ""
+    notes: str = ""
+
+    @property
+    def gain(self) -> float | None:
+        if self.psnr_bicubic is None or self.psnr_model is None:
+            return None
+        if math.isinf(self.psnr_bicubic) or math.isinf(self.psnr_model):
+            return None
+        return self.psnr_model - self.psnr_bicubic
+
+
+COLUMNS = [f.name for f in fields(Row)]
+_TEXT = {"input", "output", "status", "error", "model", "providers", "notes"}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: str) -> str:
+    """Neutralise text a spreadsheet would run as a formula (OWASP CSV injection)."""
+    if value and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _format(name: str, value) -> str:
+    if value is None:
+        return ""
+    if name in _TEXT:
+        return safe_cell(str(value))
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf"
+        return f"{value:.4f}" if name.startswith("psnr") else f"{value:.3f}"
+    return str(value)
+
+
+class CsvReport:
+    """Writes rows as they come; ``close`` (or the context manager) finishes the file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "w", newline="", encoding="utf-8")
+        self._w = csv.writer(self._f)
+        self._w.writerow(COLUMNS)
+        self._f.flush()
+
+    def write(self, row: Row) -> None:
+        self._w.writerow([_format(c, getattr(row, c)) for c in COLUMNS])
+        self._f.flush()
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The report's rows as dicts of strings (for tests and tools)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@dataclass
+class Summary:
+    ok: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    gains: list[float] | None = None
+
+    def add(self, row: Row) -> None:
+        if row.status == OK:
+            self.ok += 1
+            if row.gain is not None:
+                self.gains = (self.gains or []) + [row.gain]
+        elif row.status == SKIPPED:
+            self.skipped += 1
+        else:
+            self.failed += 1
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+    def line(self) -> str:
+        done = self.ok + self.failed
+        rate = f", {done / self.seconds:.2f} images/s" if self.seconds > 0 and done else ""
+        gain = ""
+        if self.gains:
+            gain = f"; mean PSNR gain over bicubic {sum(self.gains) / len(self.gains):+.2f} dB"
+        return (f"batchsr: {self.ok} ok, {self.skipped} skipped, {self.failed} failed "
+                f"in {self.seconds:.1f} s{rate}{gain}")

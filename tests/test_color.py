@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from batchsr import color
+
+
+def test_studio_range_endpoints():
+    y = color.rgb_to_y(np.array([[0, 0, 0], [1, 1, 1]], np.float32)) * 255
+    assert y == pytest.approx([16.0, 235.0], abs=1e-4)
+    assert color.y_metric(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)).ravel() == pytest.approx([16, 235])
+
+
+def test_known_colour_matches_formula():
+    r, g, b = 0.2, 0.6, 0.9
+    ycc = color.rgb_to_ycbcr(np.array([r, g, b], np.float32)) * 255
+    assert ycc[0] == pytest.approx(16 + 65.481 * r + 128.553 * g + 24.966 * b, abs=1e-3)
+    assert ycc[1] == pytest.approx(128 - 37.797 * r - 74.203 * g + 112.0 * b, abs=1e-3)
+    assert ycc[2] == pytest.approx(128 + 112.0 * r - 93.786 * g - 18.214 * b, abs=1e-3)
+
+
+def test_round_trip_is_lossless_in_8_bit():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    back = color.to_uint(color.ycbcr_to_rgb(color.rgb_to_ycbcr(rgb / 255.0)))
+    assert np.array_equal(back, rgb)
+
+
+def test_round_trip_16_bit():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 65536, (32, 32, 3)).astype(np.uint16)
+    back = color.to_uint(color.ycbcr_to_rgb(color.rgb_to_ycbcr(rgb / 65535.0)), 16)
+    assert np.abs(back.astype(int) - rgb).max() <= 1
+
+
+def test_grey_is_consistent_with_rgb():
+    g = np.linspace(0, 1, 11, dtype=np.float32)
+    assert color.gray_to_y(g) == pytest.approx(color.rgb_to_y(np.stack([g, g, g], -1)), abs=1e-6)
+    assert color.y_to_gray(color.gray_to_y(g)) == pytest.approx(g, abs=1e-6)
+    g8 = (g * 255).round().astype(np.uint8)[None, :]
+    assert color.y_metric(g8) == pytest.approx(color.y_metric(np.repeat(g8[..., None], 3, -1)))
+
+
+def test_merge_with_unchanged_luma_is_bicubic_colour():
+    # Upscaling Y bicubically too must give (almost) a plain bicubic RGB upscale.
+    rng = np.random.default_rng(2)
+    rgb = rng.uniform(0.1, 0.9, (10, 12, 3)).astype(np.float32)
+    ycc = color.rgb_to_ycbcr(rgb)
+    y_up = color.resize_plane(ycc[..., 0], 36, 30)
+    merged = color.merge(y_up, ycc)
+    direct = np.stack([color.resize_plane(rgb[..., c], 36, 30) for c in range(3)], -1)
+    assert merged.shape == (30, 36, 3)
+    assert np.abs(merged - direct).max() < 1e-4

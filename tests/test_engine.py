@@ -1,0 +1,38 @@
+import pytest
+
+from batchsr.engine import EngineError, choose_providers, parse_providers
+
+CPU, CUDA, COREML = "CPUExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider"
+
+
+def test_coreml_first_on_apple():
+    assert choose_providers([CPU, COREML]) == [COREML, CPU]
+
+
+def test_cuda_before_cpu():
+    assert choose_providers(["AzureExecutionProvider", CPU, CUDA]) == [CUDA, CPU]
+
+
+def test_cpu_only():
+    assert choose_providers([CPU]) == [CPU]
+
+
+def test_request_overrides_order():
+    assert choose_providers([CPU, CUDA], [CPU]) == [CPU]
+
+
+def test_unavailable_request_names_what_is_available():
+    with pytest.raises(EngineError, match="CUDAExecutionProvider is not available here.*CPUExecutionProvider"):
+        choose_providers([CPU], [CUDA, CPU])
+
+
+def test_parse_aliases():
+    assert parse_providers("cuda, cpu") == (CUDA, CPU)
+    assert parse_providers("CoreML") == (COREML,)
+    with pytest.raises(ValueError):
+        parse_providers(" , ")
+
+
+def test_engine_reports_its_providers(random_model):
+    assert random_model.engine.providers[-1] == CPU
+    assert random_model.radius == 4 and random_model.scale == 3

@@ -1,0 +1,131 @@
+"""Model architectures, written in backend-neutral Keras 3.
+
+Every architecture is a stack of stride-1 convolutions in low-resolution
+space followed by depth-to-space, so it has a finite receptive radius and
+tiles exactly. Adding an architecture is one function plus one ARCHS entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="batchsr")
+class DepthToSpace(layers.Layer):
+    """Sub-pixel shuffle (DCR order, as ``tf.nn.depth_to_space``), from reshape/transpose.
+
+    Written with ``keras.ops`` only, so it runs on every backend and tf2onnx
+    exports it as plain Reshape/Transpose.
+    """
+
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, x):
+        s = self.scale
+        shape = ops.shape(x)
+        b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        cout = c // (s * s)
+        x = ops.reshape(x, (b, h, w, s, s, cout))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (b, h * s, w * s, cout))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        s = self.scale
+        return (b, None if h is None else h * s, None if w is None else w * s, c // (s * s))
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="batchsr")
+class RepeatChannels(layers.Layer):
+    """Repeat a 1-channel input ``n`` times along channels (the global skip's input)."""
+
+    def __init__(self, n: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n = n
+
+    def call(self, x):
+        return ops.repeat(x, self.n, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] * self.n)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}
+
+
+def paper(scale: int) -> keras.Model:
+    """The original ESPCN-style network as the paper's Keras example trains it.
+
+    Conv 64 5x5, 64 5x5, 64 5x5, then scale^2 3x3; ReLU on every conv (the
+    output layer included, as in the example); Orthogonal init.
+    """
+    inp = keras.Input((None, None, 1), name="y_lr")
+    args = dict(padding="same", activation="relu", kernel_initializer="orthogonal")
+    x = layers.Conv2D(64, 5, **args)(inp)
+    x = layers.Conv2D(64, 5, **args)(x)
+    x = layers.Conv2D(64, 5, **args)(x)
+    x = layers.Conv2D(scale * scale, 3, **args)(x)
+    out = DepthToSpace(scale, name="depth_to_space")(x)
+    return keras.Model(inp, out, name="paper")
+
+
+def skip(depth: int, width: int) -> Callable[[int], keras.Model]:
+    """A ``depth`` x conv3x3-``width`` ReLU stack plus a linear conv3x3-scale^2.
+
+    The LR input, repeated scale^2 times, is added before depth-to-space, so
+    the network learns only the residual over nearest-neighbour upscaling;
+    the last conv starts at zero, so an untrained model is that upscaling.
+    """
+
+    def build(scale: int) -> keras.Model:
+        inp = keras.Input((None, None, 1), name="y_lr")
+        x = inp
+        for _ in range(depth):
+            x = layers.Conv2D(width, 3, padding="same", activation="relu",
+                              kernel_initializer="he_normal")(x)
+        x = layers.Conv2D(scale * scale, 3, padding="same", kernel_initializer="zeros")(x)
+        x = layers.Add()([x, RepeatChannels(scale * scale)(inp)])
+        out = DepthToSpace(scale, name="depth_to_space")(x)
+        return keras.Model(inp, out, name=f"skip{depth}x{width}")
+
+    return build
+
+
+ARCHS: dict[str, Callable[[int], keras.Model]] = {
+    "paper": paper,
+    "skip4x32": skip(4, 32),
+    "skip7x64": skip(7, 64),
+}
+
+
+@dataclass(frozen=True)
+class ArchFacts:
+    """Static facts about a built model that the runtime needs."""
+
+    receptive_radius: int  # LR pixels of context each output pixel depends on, per side
+    macs_per_lr_pixel: int
+    parameters: int
+
+
+def facts(model: keras.Model) -> ArchFacts:
+    """Receptive radius (sum of (k-1)/2 over convs), MACs per LR pixel, parameter count."""
+    radius = 0
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            kh, kw = layer.kernel_size
+            if layer.strides != (1, 1) or layer.dilation_rate != (1, 1):
+                raise ValueError(f"{layer.name}: only stride-1, undilated convs tile exactly")
+            radius += (kh - 1) // 2
+            cin = layer.kernel.shape[2]
+            macs += kh * kw * cin * layer.filters
+    return ArchFacts(radius, macs, int(model.count_params()))

@@ -1,0 +1,83 @@
+"""Training data: BSDS500 train+test degraded by batchsr.degrade, as Y patches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image
+
+from batchsr.color import rgb_to_y
+from batchsr.degrade import degrade
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+# B100 (bsds500/val), Set5 and Set14 are evaluation sets: never train on them.
+TRAIN_DIRS = (SHARED / "data/bsds500/train", SHARED / "data/bsds500/test")
+FORBIDDEN = ("bsds500/val", "benchmarks")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+
+
+def list_images(dirs) -> list[Path]:
+    """Sorted image files under ``dirs``; refuses the evaluation sets."""
+    files: list[Path] = []
+    for d in dirs:
+        d = Path(d)
+        posix = d.resolve().as_posix()
+        if any(f in posix for f in FORBIDDEN):
+            raise ValueError(f"{d} is an evaluation set; training on it is not allowed")
+        files += sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no training images under {', '.join(map(str, dirs))}")
+    return files
+
+
+def load_pairs(files, scale: int, min_lr: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(Y_lr, Y_hr) float32 arrays in model units (Y/255) for every image big enough."""
+    pairs = []
+    for path in files:
+        with Image.open(path) as im:
+            hr, lr = degrade(im.convert("RGB"), scale)
+        y_lr = rgb_to_y(np.asarray(lr, dtype=np.float32) / 255.0)
+        y_hr = rgb_to_y(np.asarray(hr, dtype=np.float32) / 255.0)
+        if min(y_lr.shape) >= min_lr:
+            pairs.append((y_lr, y_hr))
+    return pairs
+
+
+class PatchDataset(keras.utils.PyDataset):
+    """Random aligned LR/HR patches with the 8 flips/rotations, reproducible by seed.
+
+    Batch ``idx`` of epoch ``epoch`` is a pure function of (seed, epoch, idx),
+    so a resumed run sees the same data stream it would have seen.
+    """
+
+    def __init__(self, pairs, scale: int, patch: int, batch: int, steps: int, seed: int, epoch: int = 0):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.pairs, self.scale, self.patch, self.batch = pairs, scale, patch, batch
+        self.steps, self.seed, self.epoch = steps, seed, epoch
+
+    def __len__(self):
+        return self.steps
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def __getitem__(self, idx):
+        rng = np.random.default_rng((self.seed, self.epoch, idx))
+        p, s = self.patch, self.scale
+        lr = np.empty((self.batch, p, p, 1), np.float32)
+        hr = np.empty((self.batch, p * s, p * s, 1), np.float32)
+        for i in range(self.batch):
+            y_lr, y_hr = self.pairs[rng.integers(len(self.pairs))]
+            y0 = rng.integers(y_lr.shape[0] - p + 1)
+            x0 = rng.integers(y_lr.shape[1] - p + 1)
+            a = y_lr[y0:y0 + p, x0:x0 + p]
+            b = y_hr[y0 * s:(y0 + p) * s, x0 * s:(x0 + p) * s]
+            k = int(rng.integers(4))
+            a, b = np.rot90(a, k), np.rot90(b, k)
+            if rng.integers(2):
+                a, b = a[:, ::-1], b[:, ::-1]
+            lr[i, :, :, 0] = a
+            hr[i, :, :, 0] = b
+        return lr, hr

@@ -1,0 +1,173 @@
+"""Resumable training loop.
+
+A checkpoint folder holds ``model.weights.h5``, ``optimizer.npz`` (Adam's
+moments and iteration count) and ``state.json`` (the configuration, the step
+reached, accumulated training time and a loss history). Training resumes from
+it transparently, on any Keras backend: weights saved under JAX load under
+TensorFlow and vice versa.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+from train.archs import ARCHS, facts
+from train.data import TRAIN_DIRS, PatchDataset, list_images, load_pairs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (stored in state.json)."""
+
+    arch: str
+    scale: int
+    steps: int
+    batch: int = 64
+    patch: int = 48
+    lr: float = 1e-3
+    loss: str = "l1"
+    seed: int = 0
+    ckpt_every: int = 200
+    data_dirs: tuple[str, ...] = field(default_factory=lambda: tuple(str(d) for d in TRAIN_DIRS))
+    max_images: int = 0  # 0 = all; tests use a handful
+
+
+@keras.saving.register_keras_serializable(package="batchsr")
+class Cosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine decay from ``peak`` to ``peak * floor`` over ``total`` steps, after a short warm-up."""
+
+    def __init__(self, peak: float, total: int, warmup: int = 100, floor: float = 0.01):
+        self.peak, self.total, self.warmup, self.floor = peak, max(1, total), warmup, floor
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = ops.minimum(1.0, (step + 1.0) / float(max(1, self.warmup)))
+        t = ops.minimum(step / float(self.total), 1.0)
+        cos = self.floor + (1 - self.floor) * 0.5 * (1.0 + ops.cos(math.pi * t))
+        return self.peak * warm * cos
+
+    def get_config(self):
+        return {"peak": self.peak, "total": self.total, "warmup": self.warmup, "floor": self.floor}
+
+
+def psnr(y_true, y_pred):
+    """Mean PSNR (dB) of a batch, images in [0, 1]."""
+    mse = ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3))
+    return ops.mean(10.0 * ops.log10(1.0 / ops.maximum(mse, 1e-10)))
+
+
+LOSSES = {"l1": "mean_absolute_error", "l2": "mean_squared_error"}
+
+
+def build(cfg: TrainConfig) -> keras.Model:
+    model = ARCHS[cfg.arch](cfg.scale)
+    opt = keras.optimizers.Adam(learning_rate=Cosine(cfg.lr, cfg.steps))
+    model.compile(optimizer=opt, loss=LOSSES[cfg.loss], metrics=[psnr])
+    opt.build(model.trainable_variables)
+    return model
+
+
+def save_checkpoint(model: keras.Model, ckpt: Path, state: dict) -> None:
+    """Write the checkpoint atomically enough: each file via a temporary name, state last."""
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt / "model.tmp.weights.h5"
+    model.save_weights(tmp)
+    tmp.replace(ckpt / "model.weights.h5")
+    opt_vars = {f"v{i:03d}": np.asarray(keras.ops.convert_to_numpy(v)) for i, v in enumerate(model.optimizer.variables)}
+    with open(ckpt / "optimizer.tmp.npz", "wb") as f:
+        np.savez(f, **opt_vars)
+    (ckpt / "optimizer.tmp.npz").replace(ckpt / "optimizer.npz")
+    (ckpt / "state.tmp.json").write_text(json.dumps(state, indent=1))
+    (ckpt / "state.tmp.json").replace(ckpt / "state.json")
+
+
+def load_state(ckpt: Path) -> dict | None:
+    p = Path(ckpt) / "state.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def restore(model: keras.Model, ckpt: Path) -> None:
+    model.load_weights(Path(ckpt) / "model.weights.h5")
+    opt_file = Path(ckpt) / "optimizer.npz"
+    if opt_file.exists():
+        saved = np.load(opt_file)
+        variables = model.optimizer.variables
+        if len(saved.files) != len(variables):
+            raise ValueError(f"{opt_file}: optimizer state does not match this model")
+        for i, v in enumerate(variables):
+            v.assign(saved[f"v{i:03d}"])
+
+
+def config_from_state(state: dict, **overrides) -> TrainConfig:
+    raw = dict(state["config"])
+    raw["data_dirs"] = tuple(raw["data_dirs"])
+    cfg = TrainConfig(**raw)
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def train(cfg: TrainConfig, ckpt: Path, max_seconds: float | None = None, log=print) -> dict:
+    """Train until ``cfg.steps`` (or ``max_seconds``), checkpointing every ``cfg.ckpt_every`` steps.
+
+    Resumes from ``ckpt`` when it holds a checkpoint of the same architecture
+    and scale; ``cfg.steps`` may be raised on resume (the cosine schedule is
+    stretched to the new total). Returns the final state dict.
+    """
+    ckpt = Path(ckpt)
+    state = load_state(ckpt)
+    model = build(cfg)
+    if state is not None:
+        old = state["config"]
+        if (old["arch"], old["scale"]) != (cfg.arch, cfg.scale):
+            raise ValueError(f"{ckpt} holds {old['arch']} x{old['scale']}, not {cfg.arch} x{cfg.scale}")
+        restore(model, ckpt)
+        log(f"resumed {ckpt} at step {state['step']}")
+    else:
+        state = {"step": 0, "seconds": 0.0, "history": []}
+    state["config"] = asdict(cfg)
+    state["keras"] = f"{keras.__version__} ({keras.backend.backend()})"
+    f = facts(model)
+    state["facts"] = asdict(f)
+    if state["step"] >= cfg.steps:
+        return state
+
+    files = list_images(cfg.data_dirs)
+    if cfg.max_images:
+        files = files[: cfg.max_images]
+    pairs = load_pairs(files, cfg.scale, cfg.patch)
+    state["images"] = len(pairs)
+    log(f"{cfg.arch} x{cfg.scale}: {f.parameters} parameters, {f.macs_per_lr_pixel} MACs/LR px, "
+        f"radius {f.receptive_radius}; {len(pairs)} training images")
+
+    started = time.monotonic()
+    while state["step"] < cfg.steps:
+        n = min(cfg.ckpt_every, cfg.steps - state["step"])
+        # One "epoch" per checkpoint interval; the data stream is keyed by the step reached.
+        ds = PatchDataset(pairs, cfg.scale, cfg.patch, cfg.batch, n, cfg.seed, epoch=state["step"])
+        t0 = time.monotonic()
+        # train_on_batch in a plain loop: model.fit over a PyDataset costs ~2x per step here.
+        losses, psnrs = [], []
+        for i in range(n):
+            x, y = ds[i]
+            r = model.train_on_batch(x, y, return_dict=True)
+            losses.append(float(r["loss"]))
+            psnrs.append(float(r["psnr"]))
+        dt = time.monotonic() - t0
+        state["step"] += n
+        state["seconds"] += dt
+        loss, p = float(np.mean(losses)), float(np.mean(psnrs))
+        state["history"].append({"step": state["step"], "loss": loss, "psnr": p, "s_per_step": dt / n})
+        save_checkpoint(model, ckpt, state)
+        log(f"step {state['step']}/{cfg.steps} loss {loss:.5f} psnr {p:.2f} dB "
+            f"{dt / n:.3f} s/step, {state['seconds'] / 3600:.2f} h in all")
+        if max_seconds is not None and time.monotonic() - started > max_seconds:
+            log(f"time budget reached at step {state['step']}; resume with the same command")
+            break
+    return state
