@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="ONNX file to write (default models/NAME_xSCALE.onnx)")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--no-validate", action="store_true", help="skip the B100 validation PSNR at export")
+    ap.add_argument("--alias", action="append", default=[],
+                    help="also register the model under this name (e.g. default), repeatable")
     ap.add_argument("--manifest", type=Path, help="manifest to register the model in (default: beside --out)")
     a = ap.parse_args(argv)
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = a.out or ROOT / "models" / f"{a.name}_x{cfg.scale}.onnx"
     meta = export_checkpoint(ckpt, out, a.name, manifest=a.manifest, validate=not a.no_validate,
-                             log=lambda m: print(m, flush=True))
+                             aliases=a.alias, log=lambda m: print(m, flush=True))
     print(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in meta.items()), flush=True)
     return 0
 

@@ -85,7 +85,7 @@ def register(manifest: Path, name: str, scale: int, file: Path, digest: str) -> 
 
 
 def export_checkpoint(ckpt: Path, out: Path, name: str, manifest: Path | None = None,
-                      validate: bool = True, log=print) -> dict:
+                      validate: bool = True, aliases=(), log=print) -> dict:
     """Export ``ckpt`` to ``out`` and register it as ``name``; returns the metadata written."""
     import onnx
 
@@ -96,6 +96,11 @@ def export_checkpoint(ckpt: Path, out: Path, name: str, manifest: Path | None = 
     model = ARCHS[cfg["arch"]](cfg["scale"])
     model.load_weights(Path(ckpt) / "model.weights.h5")
     f = facts(model)
+    if "images" not in state:  # checkpoints from before the count was recorded
+        from train.data import list_images
+
+        files = list_images(cfg["data_dirs"])
+        state["images"] = min(len(files), cfg.get("max_images") or len(files))
     proto = to_onnx(model)
     onnx.checker.check_model(proto)
     diff = parity(proto, model)
@@ -138,6 +143,7 @@ def export_checkpoint(ckpt: Path, out: Path, name: str, manifest: Path | None = 
     tmp.write_bytes(data)
     os.replace(tmp, out)
     digest = hashlib.sha256(data).hexdigest()
-    register(manifest or out.parent / "manifest.json", name, int(cfg["scale"]), out, digest)
+    for n in (name, *aliases):
+        register(manifest or out.parent / "manifest.json", n, int(cfg["scale"]), out, digest)
     meta["sha256"] = digest
     return meta
