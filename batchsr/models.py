@@ -121,7 +121,8 @@ def load(model: str = "default", scale: int | None = None, options: EngineOption
         raise ModelError(f"{entry.path} has malformed batchsr metadata") from None
     if scale and model_scale != scale:
         raise ModelError(f"{entry.path} is an x{model_scale} model, but --scale {scale} was asked for")
-    return Model(meta.get("name", entry.name), model_scale, radius, engine, meta, digest)
+    # Shipped models are labelled by the name asked for (default, fast, ...), files by their stem.
+    return Model(entry.name, model_scale, radius, engine, meta, digest)
 
 
 @lru_cache(maxsize=8)

@@ -1,0 +1,76 @@
+"""The shipped models and the registry that finds and verifies them."""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batchsr import models
+from batchsr.models import ModelError
+from onnx_factory import conv_net
+
+ENTRIES = models.shipped()
+
+
+def test_something_is_shipped_for_x3():
+    assert ("default", 3) in {(e.name, e.scale) for e in ENTRIES}
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: f"{e.name}_x{e.scale}")
+def test_shipped_model_is_intact_and_described(entry):
+    assert models.sha256_file(entry.path) == entry.sha256
+    m = models.load(entry.name, entry.scale)
+    assert m.scale == entry.scale and m.sha256 == entry.sha256
+    meta = m.metadata
+    for key in ("arch", "receptive_radius", "macs_per_lr_pixel", "parameters", "steps", "input",
+                "training_data", "val_psnr_b100", "parity_max_abs_diff"):
+        assert key in meta, key
+    assert 0 < m.radius < 32
+    assert float(meta["parity_max_abs_diff"]) <= 1e-4
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: f"{e.name}_x{e.scale}")
+def test_shipped_model_upscales_and_beats_bicubic(entry, shared):
+    from batchsr import metrics
+    from batchsr.pipeline import paper_experiment
+
+    m = models.load(entry.name, entry.scale)
+    gains = []
+    # B100 is the validation set: evaluating on it is allowed, training never.
+    for p in sorted((shared / "data/bsds500/val").glob("*.jpg"))[:3]:
+        truth = np.asarray(Image.open(p).convert("RGB"))
+        gt, bic, sr = paper_experiment(truth, m)
+        assert sr.shape == gt.shape and gt.shape[0] == (truth.shape[0] // m.scale) * m.scale
+        gains.append(metrics.psnr_y(gt, sr, m.scale) - metrics.psnr_y(gt, bic, m.scale))
+    assert np.mean(gains) > 0.3, gains
+
+
+def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
+    d = tmp_path / "models"
+    shutil.copytree(models.models_dir(), d)
+    entry = models.load_manifest(d)[0]
+    data = bytearray(entry.path.read_bytes())
+    data[-1] ^= 0xFF
+    (d / entry.path.name).write_bytes(bytes(data))
+    monkeypatch.setattr(models, "_PACKAGE_DIR", d)
+    with pytest.raises(ModelError, match="corrupt"):
+        models.load(entry.name, entry.scale)
+
+
+def test_unknown_name_lists_what_is_shipped():
+    with pytest.raises(ModelError, match=r"no shipped model 'nope' for x3 \(shipped: .*default x3"):
+        models.resolve("nope", 3)
+
+
+def test_onnx_without_our_metadata_is_refused(tmp_path):
+    p = conv_net(tmp_path / "bare.onnx", metadata={"receptive_radius": None})
+    with pytest.raises(ModelError, match="lacks batchsr metadata"):
+        models.load(str(p))
+
+
+def test_scale_must_match_the_file(tmp_path):
+    p = conv_net(tmp_path / "x2.onnx", scale=2)
+    assert models.load(str(p)).scale == 2
+    with pytest.raises(ModelError, match="x2 model"):
+        models.load(str(p), 3)

@@ -1,0 +1,125 @@
+"""Training: a few real steps on a handful of shared images, resume, and the ONNX export."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras  # noqa: E402  (the train extra: pip install '.[train,test]')
+
+from train.archs import ARCHS, DepthToSpace, facts  # noqa: E402
+from train.data import PatchDataset, TRAIN_DIRS, list_images, load_pairs  # noqa: E402
+from train.loop import TrainConfig, load_state, train  # noqa: E402
+
+SMALL = dict(batch=4, patch=16, ckpt_every=3, max_images=4)
+
+
+def test_architecture_facts():
+    paper = facts(ARCHS["paper"](3))
+    assert paper.receptive_radius == 7 and paper.macs_per_lr_pixel == 211_584
+    fast = facts(ARCHS["skip4x32"](3))
+    assert fast.receptive_radius == 5 and fast.macs_per_lr_pixel == 30_528
+    default = facts(ARCHS["skip7x64"](3))
+    assert default.receptive_radius == 8 and default.macs_per_lr_pixel < 250_000
+
+
+def test_depth_to_space_is_dcr():
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 18)).astype(np.float32)
+    ours = keras.ops.convert_to_numpy(DepthToSpace(3)(x))
+    assert np.array_equal(ours, tf.nn.depth_to_space(x, 3).numpy())
+
+
+def test_skip_net_starts_as_nearest_neighbour():
+    m = ARCHS["skip4x32"](2)
+    x = np.random.default_rng(1).uniform(0, 1, (1, 5, 4, 1)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(m(x))
+    assert np.allclose(out[0, :, :, 0], np.kron(x[0, :, :, 0], np.ones((2, 2))))
+
+
+def test_evaluation_sets_are_refused(shared):
+    with pytest.raises(ValueError, match="evaluation set"):
+        list_images([shared / "data/bsds500/val"])
+    with pytest.raises(ValueError, match="evaluation set"):
+        list_images([shared / "data/benchmarks/Set5"])
+
+
+def test_patches_are_aligned_and_reproducible(shared):
+    pairs = load_pairs(list_images(TRAIN_DIRS)[:2], 3, 16)
+    a = PatchDataset(pairs, 3, 16, 4, 10, seed=7)[5]
+    b = PatchDataset(pairs, 3, 16, 4, 10, seed=7)[5]
+    assert np.array_equal(a[0], b[0]) and a[0].shape == (4, 16, 16, 1) and a[1].shape == (4, 48, 48, 1)
+    # LR patch ~ HR patch averaged over 3x3 blocks (bicubic degradation, aligned crops)
+    hr_mean = a[1][0, :, :, 0].reshape(16, 3, 16, 3).mean(axis=(1, 3))
+    assert np.abs(hr_mean - a[0][0, :, :, 0]).mean() < 0.03
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    ckpt = tmp_path_factory.mktemp("ckpt")
+    cfg = TrainConfig(arch="skip4x32", scale=3, steps=6, **SMALL)
+    state = train(cfg, ckpt, log=lambda m: None)
+    return cfg, ckpt, state
+
+
+def test_training_checkpoints(trained):
+    cfg, ckpt, state = trained
+    assert state["step"] == 6 and len(state["history"]) == 2
+    assert all(np.isfinite(h["loss"]) for h in state["history"])
+    saved = load_state(ckpt)
+    assert saved["step"] == 6 and saved["config"]["arch"] == "skip4x32" and saved["images"] == 4
+    assert {p.name for p in ckpt.iterdir()} >= {"model.weights.h5", "optimizer.npz", "state.json"}
+
+
+def test_resume_continues_from_the_checkpoint(trained, tmp_path):
+    import shutil
+
+    from train.loop import build, restore
+
+    cfg, ckpt, _ = trained
+    resumed = tmp_path / "resumed"
+    shutil.copytree(ckpt, resumed)
+    m = build(cfg)
+    restore(m, resumed)
+    assert int(keras.ops.convert_to_numpy(m.optimizer.iterations)) == 6
+    state = train(TrainConfig(arch="skip4x32", scale=3, steps=9, **SMALL), resumed, log=lambda m: None)
+    assert state["step"] == 9 and len(state["history"]) == 3
+    assert [h["step"] for h in state["history"]] == [3, 6, 9]
+    with pytest.raises(ValueError, match="holds skip4x32 x3"):
+        train(TrainConfig(arch="paper", scale=3, steps=12, **SMALL), resumed, log=lambda m: None)
+
+
+def test_export_parity_metadata_and_registry(trained, tmp_path):
+    from train.export import export_checkpoint
+
+    from batchsr import models
+
+    _, ckpt, _ = trained
+    out = tmp_path / "m" / "tiny_x3.onnx"
+    meta = export_checkpoint(ckpt, out, "tiny", validate=False, aliases=["other"], log=lambda m: None)
+    assert float(meta["parity_max_abs_diff"]) <= 1e-4
+    manifest = json.loads((out.parent / "manifest.json").read_text())
+    assert {(m["name"], m["file"]) for m in manifest["models"]} == {("tiny", "tiny_x3.onnx"), ("other", "tiny_x3.onnx")}
+    assert manifest["models"][0]["sha256"] == models.sha256_file(out)
+    m = models.load(str(out))
+    assert (m.scale, m.radius, m.metadata["arch"], m.metadata["steps"]) == (3, 5, "skip4x32", "6")
+    y = np.random.default_rng(0).uniform(0.1, 0.9, (11, 19)).astype(np.float32)
+    assert m.engine.run(y).shape == (33, 57)
+
+
+def test_command_line_trains_and_exports(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "cli_x2.onnx"
+    p = subprocess.run([sys.executable, "-m", "train", "--name", "cli", "--arch", "paper", "--scale", "2",
+                        "--steps", "2", "--batch", "2", "--patch", "12", "--ckpt-every", "2", "--max-images", "2",
+                        "--ckpt", str(tmp_path / "ck"), "--out", str(out), "--no-validate"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "parity onnxruntime vs keras" in p.stdout and out.is_file()
