@@ -92,7 +92,8 @@ def eval_parser() -> Parser:
                description="Evaluate a model against bicubic on folders of ground-truth images under the "
                            "standard protocol: mod-crop, PIL bicubic downscale, Y (BT.601 studio range), "
                            "shave `scale` pixels, PSNR (peak 255) and SSIM (Gaussian, sigma 1.5).")
-    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    p.add_argument("folders", nargs="+", metavar="[NAME=]FOLDER",
+                   help="folders of ground-truth images; NAME= labels the row (e.g. B100=.../bsds500/val)")
     _add_model_options(p)
     p.add_argument("--csv", type=Path, metavar="PATH", help="write per-image rows to this CSV")
     return p
@@ -117,16 +118,21 @@ def _load_model(a, usage_exit):
 def cmd_eval(argv: list[str]) -> int:
     p = eval_parser()
     a = p.parse_args(argv)
-    for f in a.folders:
-        if not f.is_dir():
-            p.error(f"not a folder: {f}")
+    folders = []
+    for spec in a.folders:
+        name, sep, path = spec.partition("=")
+        if not sep or "/" in name or "\\" in name:
+            name, path = "", spec
+        if not Path(path).is_dir():
+            p.error(f"not a folder: {path}")
+        folders.append((name or Path(path).name, Path(path)))
     _setup_logging(False, False)
     model = _load_model(a, p.error)
     from batchsr.evaluate import evaluate_folder, table, write_csv
 
     scores, rows = [], []
-    for folder in a.folders:
-        s, r = evaluate_folder(folder, model, a.tile)
+    for name, folder in folders:
+        s, r = evaluate_folder(folder, model, a.tile, name)
         scores.append(s)
         rows += r
     print(table(scores, model))

@@ -63,9 +63,10 @@ def evaluate_image(path: Path, model: Model, tile: int | None = None, folder: st
                       metrics.psnr_y(gt, sr, s), metrics.ssim_y(gt, sr, s))
 
 
-def evaluate_folder(folder: Path, model: Model, tile: int | None = None) -> tuple[FolderScore, list[ImageScore]]:
+def evaluate_folder(folder: Path, model: Model, tile: int | None = None,
+                    name: str = "") -> tuple[FolderScore, list[ImageScore]]:
     """Mean PSNR/SSIM over a folder (the literature's mean over images)."""
-    name = Path(folder).name
+    name = name or Path(folder).name
     rows = [evaluate_image(p, model, tile, name) for p in ground_truths(folder)]
     mean = lambda attr: float(np.mean([getattr(r, attr) for r in rows]))  # noqa: E731
     return FolderScore(name, len(rows), mean("psnr_bicubic"), mean("ssim_bicubic"),

@@ -9,7 +9,7 @@ from batchsr.cli import main
 
 def test_eval_table_and_csv(shared, tmp_path, capsys):
     out = tmp_path / "rows.csv"
-    assert main(["eval", str(shared / "data/benchmarks/Set5"), "--csv", str(out)]) == 0
+    assert main(["eval", f"Set5={shared}/data/benchmarks/Set5", "--csv", str(out)]) == 0
     text = capsys.readouterr().out
     row = next(l for l in text.splitlines() if l.startswith("| Set5 "))
     cells = [c.strip() for c in row.strip("|").split("|")]
