@@ -58,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = a.ckpt
     if ckpt is None:
         if a.scale is None:
-            ap.error("--scale is required unless --ckpt is given")
-        ckpt = ROOT / "train" / "checkpoints" / f"{a.name}_x{a.scale}"
+            found = sorted((ROOT / "train" / "checkpoints").glob(f"{a.name}_x[234]"))
+            if len(found) != 1:
+                ap.error("--scale is required unless --ckpt is given or NAME has exactly one checkpoint")
+            ckpt = found[0]
+        else:
+            ckpt = ROOT / "train" / "checkpoints" / f"{a.name}_x{a.scale}"
     state = load_state(ckpt)
     overrides = dict(steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr, loss=a.loss, seed=a.seed,
                      ckpt_every=a.ckpt_every, max_images=a.max_images,
