@@ -424,7 +424,7 @@ td.name{word-break:break-all;min-width:10rem}
 th button{font:inherit;font-weight:700;border:0;background:none;padding:0;cursor:pointer;color:#0b57a4}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
 svg.hist{width:100%;max-width:44rem;height:auto;display:block}
-.hist text{font-size:11px;fill:#333}
+.hist text{font-size:13px;fill:#333}
 figure.pair{margin:1.2rem 0;padding-top:.8rem;border-top:1px solid #ccc}
 .panels{display:flex;flex-wrap:wrap;gap:.8rem;margin-top:.5rem}
 .panels figure{margin:0;max-width:100%}
