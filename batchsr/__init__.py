@@ -35,7 +35,8 @@ def run_folder(input, output, **options):
     """Run a whole folder job like the command line does; returns a ``report.Summary``.
 
     ``options`` are the fields of :class:`batchsr.config.RunConfig` (scale,
-    model, tile, report, providers, format, quality, ...).
+    model, tile, report, providers, format, quality, html, ...); ``html=True``
+    also writes the before/after page (:func:`batchsr.html_report.build`).
     """
     from pathlib import Path
 
@@ -45,7 +46,12 @@ def run_folder(input, output, **options):
 
     cfg = RunConfig(input=Path(input), output=Path(output), **options)
     m = models.load(cfg.model, cfg.scale, EngineOptions(providers=cfg.providers, threads=cfg.threads))
-    return pipeline.run(cfg, m)
+    summary = pipeline.run(cfg, m)
+    if cfg.html:
+        from batchsr import html_report
+
+        html_report.build(cfg.output, cfg.report_path, cfg.html_sample)
+    return summary
 
 
 __all__ = ["__version__", "upscale", "run_folder"]

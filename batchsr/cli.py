@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from batchsr import __version__
-from batchsr.config import DEFAULT_MAX_PIXELS, FORMATS, RunConfig
+from batchsr.config import DEFAULT_HTML_SAMPLE, DEFAULT_MAX_PIXELS, FORMATS, HTML_NAME, RunConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -25,10 +25,12 @@ per image, including how much the model beat bicubic upscaling (PSNR, dB).
 other commands:
   batchsr eval FOLDER...   PSNR/SSIM of a model vs bicubic on ground-truth images
   batchsr models           list the shipped models
-(a folder literally named "eval" or "models" can be given as ./eval)
+  batchsr report OUTPUT    (re)build OUTPUT/batchsr-report.html from the CSV report
+(a folder literally named "eval", "models" or "report" can be given as ./eval)
 """
 EPILOG = """\
-exit codes: 0 every image ok, 1 some images failed (see the report), 2 usage error.
+exit codes: 0 every image ok, 1 some images failed (see the report) or the --html page could not
+be written, 2 usage error.
 """
 
 
@@ -51,6 +53,19 @@ def _positive(text: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return v
+
+
+def _sample(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no pictures) or a positive number of images")
+    return v
+
+
+def _add_html_sample(p: argparse.ArgumentParser, implies: str = "") -> None:
+    p.add_argument("--html-sample", type=_sample, metavar="N",
+                   help=f"images drawn as before/after figures: the largest and smallest gains and a "
+                        f"random few (default {DEFAULT_HTML_SAMPLE}){implies}")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -81,6 +96,10 @@ def run_parser() -> Parser:
                    help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)")
     p.add_argument("--no-psnr", action="store_true",
                    help="skip the per-image PSNR experiment (saves about 1/scale^2 of the work)")
+    p.add_argument("--html", action="store_true",
+                   help=f"also write OUTPUT/{HTML_NAME}: the summary, failures and before/after "
+                        f"crops of a sample of images, readable offline")
+    _add_html_sample(p, "; implies --html")
     p.add_argument("--quiet", action="store_true", help="print only the final summary line")
     p.add_argument("--verbose", action="store_true", help="debug logging, with tracebacks for failures")
     p.add_argument("--version", action="version", version=f"batchsr {__version__}")
@@ -170,17 +189,56 @@ def cmd_run(argv: list[str]) -> int:
     cfg = RunConfig(input=a.input, output=a.output, scale=model.scale, model=a.model, tile=a.tile,
                     report=a.report, providers=tuple(model.engine.providers), quiet=a.quiet,
                     verbose=a.verbose, psnr=not a.no_psnr, format=a.format, quality=a.quality,
-                    max_pixels=a.max_pixels, threads=a.threads or 0)
+                    max_pixels=a.max_pixels, threads=a.threads or 0, html=a.html or a.html_sample is not None,
+                    html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample)
     from batchsr.pipeline import run
 
     summary = run(cfg, model)
     print(summary.line())
     if summary.failed and not a.quiet:
         print(f"batchsr: see {cfg.report_path} for the failures", file=sys.stderr)
+    if cfg.html:
+        return max(summary.exit_code, _write_html(cfg))
     return summary.exit_code
 
 
-COMMANDS = {"eval": cmd_eval, "models": cmd_models}
+def _write_html(cfg: RunConfig) -> int:
+    """Build the HTML page; the images are done, so a failure here is reported, not raised."""
+    from batchsr.html_report import ReportError, build
+
+    try:
+        page = build(cfg.output, cfg.report_path, cfg.html_sample)
+    except (ReportError, OSError) as exc:
+        print(f"batchsr: could not write the HTML report: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if not cfg.quiet:
+        print(f"batchsr: wrote {page}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_report(argv: list[str]) -> int:
+    p = Parser(prog="batchsr report",
+               description=f"(Re)build OUTPUT/{HTML_NAME} from a finished run's CSV report and the "
+                           "images it names, without running the model.")
+    p.add_argument("output", metavar="OUTPUT", type=Path, help="a batchsr output folder")
+    p.add_argument("--report", type=Path, metavar="PATH",
+                   help="CSV report path (default OUTPUT/batchsr-report.csv)")
+    _add_html_sample(p)
+    a = p.parse_args(argv)
+    from batchsr.html_report import ReportError, build
+
+    try:
+        page = build(a.output, a.report, DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample)
+    except ReportError as exc:
+        p.error(str(exc))
+    except OSError as exc:
+        print(f"batchsr: could not write the HTML report: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"batchsr: wrote {page}")
+    return EXIT_OK
+
+
+COMMANDS = {"eval": cmd_eval, "models": cmd_models, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPORT_NAME = "batchsr-report.csv"
+# The before/after page and the folder of its pictures, both inside OUTPUT.
+HTML_NAME = "batchsr-report.html"
+ASSETS_NAME = "batchsr-report-assets"
+DEFAULT_HTML_SAMPLE = 24
 FORMATS = ("keep", "png", "jpg", "webp", "tiff")
 # Pillow's own default decompression-bomb limit (about 179 megapixels).
 DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
@@ -34,6 +38,8 @@ class RunConfig:
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int = 0
+    html: bool = False  # also write OUTPUT/batchsr-report.html (html_report.build)
+    html_sample: int = DEFAULT_HTML_SAMPLE  # images shown as before/after figures
 
     @property
     def report_path(self) -> Path:

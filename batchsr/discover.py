@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from batchsr.config import ASSETS_NAME
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp",
                   ".gif", ".heic", ".heif", ".avif"}
 # Files that operating systems and sync tools leave in photo folders.
@@ -77,6 +79,10 @@ def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator
             p = Path(e.path)
             if _is_hidden_or_system(e.name):
                 yield Skip(p, "hidden or system file")
+                continue
+            if e.name == ASSETS_NAME and e.is_dir(follow_symlinks=False):
+                # an earlier run's report pictures, when a previous OUTPUT is the INPUT
+                yield Skip(p, "batchsr report assets")
                 continue
             if e.is_symlink():
                 target = p.resolve()

@@ -48,12 +48,25 @@ class Row:
 COLUMNS = [f.name for f in fields(Row)]
 _TEXT = {"input", "output", "status", "error", "model", "providers", "notes"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A leading apostrophe is the spreadsheet's own "this is text" mark; escaping
+# it too makes the quoting reversible, so read_report gives back the exact name.
+_QUOTED_START = _FORMULA_START + ("'",)
 
 
 def safe_cell(value: str) -> str:
-    """Neutralise text a spreadsheet would run as a formula (OWASP CSV injection)."""
-    if value and value.startswith(_FORMULA_START):
+    """Neutralise text a spreadsheet would run as a formula (OWASP CSV injection).
+
+    Reversible: :func:`unsafe_cell` returns the original text.
+    """
+    if value and value.startswith(_QUOTED_START):
         return "'" + value
+    return value
+
+
+def unsafe_cell(value: str) -> str:
+    """The text :func:`safe_cell` was given."""
+    if value.startswith("'") and value[1:].startswith(_QUOTED_START):
+        return value[1:]
     return value
 
 
@@ -103,6 +116,45 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+class ReportFormatError(ValueError):
+    """A CSV that is not a batchsr report; the message is one line."""
+
+
+_INTS = {"width", "height", "out_width", "out_height", "scale"}
+
+
+def parse_row(d: dict[str, str]) -> Row:
+    """One CSV row (dict of strings, as :func:`read_rows` gives) -> the Row that was written.
+
+    Empty cells become None; text cells lose the CSV-injection quoting.
+    Raises ReportFormatError for a cell that cannot be what its column holds.
+    """
+    values = {}
+    for name in COLUMNS:
+        raw = d.get(name)
+        raw = "" if raw is None else raw
+        if name in _TEXT:
+            values[name] = unsafe_cell(raw)
+        elif raw == "":
+            values[name] = None
+        else:
+            try:
+                values[name] = int(raw) if name in _INTS else float(raw)
+            except ValueError:
+                raise ReportFormatError(f"column {name} holds {raw[:40]!r}, not a number") from None
+    return Row(**values)
+
+
+def read_report(path: Path) -> list[Row]:
+    """A batchsr CSV report as Rows, in file order. Raises ReportFormatError if it is not one."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("input", "status") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ReportFormatError(f"{path} is not a batchsr report (no {', '.join(missing)} column)")
+        return [parse_row(d) for d in reader]
+
+
 @dataclass
 class Summary:
     ok: int = 0
@@ -115,7 +167,10 @@ class Summary:
         if row.status == OK:
             self.ok += 1
             if row.gain is not None:
-                self.gains = (self.gains or []) + [row.gain]
+                # append, not concatenate: a 20,000-row report must not be quadratic
+                if self.gains is None:
+                    self.gains = []
+                self.gains.append(row.gain)
         elif row.status == SKIPPED:
             self.skipped += 1
         else:
