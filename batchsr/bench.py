@@ -1,0 +1,243 @@
+"""Throughput benchmark: batchsr's shipped models side by side with Pillow bicubic
+and OpenCV dnn_superres (ESPCN, FSRCNN), each run the way its users run it.
+
+    python -m batchsr.bench [--images 100] [--large 2] [--scale 3] [--csv PATH]
+
+Data: B100 (``../shared/data/bsds500/val``) degraded by the scale with the
+shared ``degrade()`` (the LR folder every method reads), and ``--large``
+big LR images (B100 photos enlarged to 1350x1000, i.e. 4050x3000 output at
+x3). Every method runs in a fresh process that reads the folder, upscales
+and writes PNGs; wall time and peak RSS are measured from outside
+(``os.wait4``), so imports and I/O count the same for everyone.
+"model only" times just the onnxruntime calls on the already-decoded Y.
+
+OpenCV needs ``opencv-contrib-python-headless`` (``pip install '.[bench]'``);
+without it those rows say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+PEERS = SHARED / "peers" / "opencv_dnn_superres"
+
+
+def prepare(workdir: Path, images: int, large: int, scale: int) -> dict[str, Path]:
+    """LR folders: ``b100`` (B100 degraded by ``scale``) and ``large``."""
+    from PIL import Image
+
+    from batchsr.degrade import degrade
+
+    src = sorted((SHARED / "data/bsds500/val").glob("*.jpg"))[:images]
+    b100 = workdir / "in_b100"
+    b100.mkdir(parents=True)
+    for p in src:
+        with Image.open(p) as im:
+            _, lr = degrade(im.convert("RGB"), scale)
+        lr.save(b100 / (p.stem + ".png"), compress_level=1)
+    folders = {"b100": b100}
+    if large:
+        big = workdir / "in_large"
+        big.mkdir()
+        for p in src[:large]:
+            with Image.open(p) as im:
+                im.convert("RGB").resize((1350, 1000), Image.BICUBIC).save(big / (p.stem + ".png"), compress_level=1)
+        folders["large"] = big
+    return folders
+
+
+def _measure(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) of a child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    # The child is a _wrap process that reports its own child's peak RSS (from wait4) as JSON.
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+    try:
+        info = json.loads(out.strip().splitlines()[-1])
+        rss = info.get("peak_rss_mib", float("nan"))
+    except (ValueError, IndexError):
+        rss = float("nan")
+    return wall, rss, out
+
+
+def _wrapped(args: list[str]) -> list[str]:
+    """Run ``args`` under this module's ``_wrap``, which reports the child's own peak RSS."""
+    return [sys.executable, "-m", "batchsr.bench", "_wrap", "--", *args]
+
+
+def _output_pixels(folder: Path, scale: int) -> int:
+    from PIL import Image
+
+    total = 0
+    for p in sorted(folder.glob("*.png")):
+        with Image.open(p) as im:
+            total += im.width * im.height * scale * scale
+    return total
+
+
+def run_bench(images: int, large: int, scale: int, threads: int | None) -> list[dict]:
+    from batchsr.models import shipped
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="batchsr-bench-") as tmp:
+        work = Path(tmp)
+        folders = prepare(work, images, large, scale)
+        # One row per distinct model file (an alias such as default -> fast_x3.onnx is measured once).
+        entries, files = [], set()
+        for e in shipped():
+            if e.scale == scale and e.sha256 not in files:
+                files.add(e.sha256)
+                entries.append(e)
+        for name, folder in folders.items():
+            mp = _output_pixels(folder, scale) / 1e6
+            n = len(list(folder.glob("*.png")))
+
+            def add(method: str, wall: float, rss: float, note: str = ""):
+                results.append({"set": name, "method": method, "images": n, "output_mp": mp, "seconds": wall,
+                                "mp_per_s": mp / wall if wall > 0 else float("nan"), "peak_rss_mib": rss,
+                                "note": note})
+                print(f"  {name:6s} {method:32s} {wall:7.2f} s {mp / wall:7.2f} MP/s {rss:7.0f} MiB", flush=True)
+
+            for e in entries:
+                label = f"batchsr {e.name} x{e.scale}"
+                out = work / f"out_{name}_{e.name}"
+                tflag = ["--threads", str(threads)] if threads else []
+                wall, rss, _ = _measure(_wrapped([sys.executable, "-m", "batchsr", str(folder), str(out), "--model",
+                                                  e.name, "--scale", str(e.scale), "--no-psnr", "--quiet", *tflag]))
+                add(label + " end to end", wall, rss)
+                shutil.rmtree(out)
+                wall, rss, stdout = _measure(_wrapped([sys.executable, "-m", "batchsr.bench", "_model_only", str(folder),
+                                                       e.name, str(e.scale), str(threads or 0)]))
+                inner = json.loads(stdout.strip().splitlines()[-2])["seconds"]
+                add(label + " model only", inner, rss, "onnxruntime calls only")
+            out = work / f"out_{name}_pillow"
+            wall, rss, _ = _measure(_wrapped([sys.executable, "-m", "batchsr.bench", "_pillow", str(folder), str(out),
+                                              str(scale)]))
+            add("Pillow bicubic", wall, rss)
+            for peer in ("ESPCN", "FSRCNN"):
+                pb = PEERS / f"{peer}_x{scale}.pb"
+                out = work / f"out_{name}_{peer}"
+                try:
+                    wall, rss, _ = _measure(_wrapped([sys.executable, "-m", "batchsr.bench", "_opencv", str(folder),
+                                                      str(out), peer.lower(), str(scale), str(pb)]))
+                except RuntimeError as exc:
+                    print(f"  {peer}: {exc}", flush=True)
+                    continue
+                add(f"OpenCV dnn_superres {peer} x{scale}", wall, rss)
+    return results
+
+
+# ---- child processes -------------------------------------------------------------------------------
+
+def _child_wrap(args: list[str]) -> int:
+    """Run a command, then print its exit status and peak RSS (from wait4) as JSON."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    sys.stdout.write(out)
+    print(json.dumps({"status": os.waitstatus_to_exitcode(status), "peak_rss_mib": usage.ru_maxrss / 1024}))
+    return 0
+
+
+def _child_model_only(folder: str, model: str, scale: str, threads: str) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from batchsr import color
+    from batchsr.engine import EngineOptions
+    from batchsr.models import load
+    from batchsr.pipeline import effective_tile
+    from batchsr.tiling import upscale_tiled
+
+    m = load(model, int(scale), EngineOptions(threads=int(threads)))
+    ys = []
+    for p in sorted(Path(folder).glob("*.png")):
+        with Image.open(p) as im:
+            ys.append(color.rgb_to_y(np.asarray(im.convert("RGB"), np.float32) / 255.0))
+    m.engine.run(ys[0][:32, :32])  # warm-up: first-call allocations are not throughput
+    t0 = time.perf_counter()
+    for y in ys:
+        upscale_tiled(y, m.scale, effective_tile(None, *y.shape), m.radius, m.engine.run)
+    print(json.dumps({"seconds": time.perf_counter() - t0}))
+    return 0
+
+
+def _child_pillow(folder: str, out: str, scale: str) -> int:
+    from PIL import Image
+
+    s = int(scale)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for p in sorted(Path(folder).glob("*.png")):
+        with Image.open(p) as im:
+            im.resize((im.width * s, im.height * s), Image.BICUBIC).save(Path(out) / p.name, compress_level=1)
+    return 0
+
+
+def _child_opencv(folder: str, out: str, algo: str, scale: str, pb: str) -> int:
+    import cv2
+
+    sr = cv2.dnn_superres.DnnSuperResImpl_create()
+    sr.readModel(pb)
+    sr.setModel(algo, int(scale))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for p in sorted(Path(folder).glob("*.png")):
+        cv2.imwrite(str(Path(out) / p.name), sr.upsample(cv2.imread(str(p))))
+    return 0
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| set | method | images | output MP | seconds | output MP/s | vs OpenCV ESPCN | peak RSS MiB |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        ref = next((x for x in results if x["set"] == r["set"] and x["method"].startswith("OpenCV dnn_superres ESPCN")),
+                   None)
+        ratio = f"{r['mp_per_s'] / ref['mp_per_s']:.2f}x" if ref else "-"
+        lines.append(f"| {r['set']} | {r['method']} | {r['images']} | {r['output_mp']:.1f} | {r['seconds']:.2f} | "
+                     f"{r['mp_per_s']:.2f} | {ratio} | {r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    children = {"_wrap": lambda a: _child_wrap(a[1:] if a and a[0] == "--" else a),
+                "_model_only": lambda a: _child_model_only(*a), "_pillow": lambda a: _child_pillow(*a),
+                "_opencv": lambda a: _child_opencv(*a)}
+    if argv and argv[0] in children:
+        return children[argv[0]](argv[1:])
+    ap = argparse.ArgumentParser(prog="python -m batchsr.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=100, help="B100 images to use (default all 100)")
+    ap.add_argument("--large", type=int, default=2, help="large images (1350x1000 LR) to add")
+    ap.add_argument("--scale", type=int, default=3, choices=(2, 3, 4))
+    ap.add_argument("--threads", type=int, help="batchsr inference threads (default: one per core)")
+    ap.add_argument("--csv", type=Path, help="also write the results as CSV")
+    a = ap.parse_args(argv)
+    print(f"batchsr bench on {os.cpu_count()} CPUs, x{a.scale}", flush=True)
+    results = run_bench(a.images, a.large, a.scale, a.threads)
+    print()
+    print(table(results))
+    if a.csv:
+        import csv
+
+        with open(a.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(results[0]))
+            w.writeheader()
+            w.writerows(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
