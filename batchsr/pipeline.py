@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -114,29 +115,37 @@ def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[fl
     return metrics.psnr_y(truth, bicubic, s), metrics.psnr_y(truth, sr, s)
 
 
-def process(job: Job, output_root: Path, model: Model, cfg: RunConfig) -> Row:
-    """Upscale one image and write it atomically. Never raises for a bad input: returns an error row."""
+def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
+            on_commit: Callable[[Row, os.stat_result], None] | None = None) -> Row:
+    """Upscale one image and write it atomically. Never raises for a bad input: returns an error row.
+
+    ``on_commit(row, stat)`` runs once the output is complete in its
+    temporary file, just before it is renamed into place (resume records it).
+    """
     dst = Path(output_root) / job.rel
     row = Row(input=str(job.src), output=str(dst), scale=model.scale, model=model.label,
               providers=",".join(model.engine.providers))
+    notes = list(job.notes)
     t0 = time.perf_counter()
     try:
         pic = images.load(job.src, cfg.max_pixels)
         row.width, row.height = pic.width, pic.height
+        notes += pic.notes
         out = upscale_pixels(pic.pixels, model, cfg.tile)
-        fmt = images.output_format(pic.format, cfg.format)
-        dpi = (pic.dpi[0] * model.scale, pic.dpi[1] * model.scale) if pic.dpi else None
-        images.save_atomic(images.to_pillow(out, pic.bits, fmt), dst, fmt, exif=pic.exif, icc=pic.icc,
-                           dpi=dpi, quality=cfg.quality)
         row.out_width, row.out_height = out.shape[1], out.shape[0]
-        notes = list(pic.notes)
-        if fmt != images.WRITABLE.get(pic.format, fmt):
+        fmt = job.format
+        if fmt != pic.format and not (fmt == "JPEG" and pic.format == "MPO"):
             notes.append(f"{pic.format} written as {fmt}")
+        notes += images.save_notes(out, pic.bits, fmt)
+        # Same print size: the pixels grew by the scale, so must the resolution.
+        dpi = (pic.dpi[0] * model.scale, pic.dpi[1] * model.scale) if pic.dpi else None
+        commit = (lambda st: on_commit(row, st)) if on_commit else None
+        images.save_pixels(out, pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
+                           quality=cfg.quality, before_commit=commit)
         if cfg.psnr:
             row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
             if row.psnr_bicubic is None:
                 notes.append(f"too small for the PSNR experiment at x{model.scale}")
-        row.notes = "; ".join(notes)
     except (images.ImageError, OutputError) as exc:
         row.status, row.error = ERROR, str(exc)
     except MemoryError:
@@ -147,6 +156,8 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig) -> Row:
         log.debug("%s", traceback.format_exc())
     if row.status == ERROR:
         row.output = ""
+        row.out_width = row.out_height = None
+    row.notes = "; ".join(notes)
     row.seconds = time.perf_counter() - t0
     return row
 
