@@ -290,9 +290,11 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
     if size == 0:
         raise ImageError("empty file (0 bytes)")
     register_plugins()
+    caught: list = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            # Pillow's warnings (corrupt EXIF, ...) go to the report's notes, not to stderr.
+            warnings.simplefilter("always")
             saved_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, before decoding
             try:
@@ -331,6 +333,11 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
         raise ImageError(f"corrupt or truncated image: {msg}") from None
     if pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise ImageError("image has no pixels")
+    for w in caught:
+        if not issubclass(w.category, Image.DecompressionBombWarning):
+            text = " ".join(str(w.message).split())
+            if text and text not in notes:
+                notes.append(text)
     dpi_t = (float(dpi[0]), float(dpi[1])) if dpi and dpi[0] and dpi[1] else None
     return Picture(pixels, bits, fmt, exif_bytes, icc, dpi_t, notes)
 
