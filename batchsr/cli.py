@@ -14,7 +14,7 @@ from pathlib import Path
 from batchsr import __version__
 from batchsr.config import DEFAULT_MAX_PIXELS, FORMATS, RunConfig
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
 DESCRIPTION = """\
 Upscale every image under INPUT (a folder, walked recursively, or one file)
@@ -28,7 +28,11 @@ other commands:
 (a folder literally named "eval" or "models" can be given as ./eval)
 """
 EPILOG = """\
-exit codes: 0 every image ok, 1 some images failed (see the report), 2 usage error.
+exit codes: 0 every image ok or skipped, 1 some images failed (see the report),
+2 usage error, 3 OUTPUT is locked by another running batchsr.
+
+A rerun skips images whose output is up to date (same input, model and
+settings); a run that was interrupted or killed is finished by running it again.
 """
 
 
@@ -79,6 +83,10 @@ def run_parser() -> Parser:
     p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP quality 1-100 (default 95)")
     p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be processed or skipped, and write nothing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="reprocess images whose output is already up to date")
     p.add_argument("--no-psnr", action="store_true",
                    help="skip the per-image PSNR experiment (saves about 1/scale^2 of the work)")
     p.add_argument("--quiet", action="store_true", help="print only the final summary line")
@@ -164,14 +172,31 @@ def cmd_run(argv: list[str]) -> int:
     cfg = RunConfig(input=a.input, output=a.output, scale=model.scale, model=a.model, tile=a.tile,
                     report=a.report, providers=tuple(model.engine.providers), quiet=a.quiet,
                     verbose=a.verbose, psnr=not a.no_psnr, format=a.format, quality=a.quality,
-                    max_pixels=a.max_pixels, threads=a.threads or 0)
+                    max_pixels=a.max_pixels, threads=a.threads or 0, dry_run=a.dry_run,
+                    overwrite=a.overwrite)
+    from batchsr.lock import Locked
     from batchsr.pipeline import run
 
-    summary = run(cfg, model)
-    print(summary.line())
+    try:
+        summary = run(cfg, model)
+    except Locked as exc:
+        print(f"batchsr: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except OSError as exc:  # OUTPUT or the report cannot be written at all
+        if a.verbose:
+            raise
+        print(f"batchsr: cannot run: {exc} (--verbose shows the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+    _print(summary.line())
     if summary.failed and not a.quiet:
         print(f"batchsr: see {cfg.report_path} for the failures", file=sys.stderr)
     return summary.exit_code
+
+
+def _print(text: str) -> None:
+    """Print to stdout even file names that are not valid in its encoding (escaped)."""
+    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(text.encode(enc, "backslashreplace").decode(enc, "replace"))
 
 
 COMMANDS = {"eval": cmd_eval, "models": cmd_models}

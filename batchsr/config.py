@@ -18,6 +18,8 @@ class RunConfig:
     ``scale`` None means 3 for a shipped model name, or the file's own scale
     for ``--model PATH.onnx``. ``tile`` None picks automatically (whole image
     when small, fixed tiles when large); 0 forces the whole image.
+    ``dry_run`` writes nothing (not even OUTPUT or the report); ``overwrite``
+    redoes outputs that earlier runs finished and that are up to date.
     """
 
     input: Path
@@ -34,6 +36,8 @@ class RunConfig:
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int = 0
+    dry_run: bool = False  # list what would be done; write nothing
+    overwrite: bool = False  # reprocess outputs that are up to date
 
     @property
     def report_path(self) -> Path:

@@ -69,7 +69,7 @@ def run_folder():
         options.setdefault("psnr", False)
         cfg = RunConfig(input=Path(inp), output=Path(out), model=model.name, scale=model.scale, **options)
         summary = pipeline.run(cfg, model)
-        rows = {Path(r["input"]).name: r for r in read_rows(cfg.report_path)}
+        rows = {} if cfg.dry_run else {Path(r["input"]).name: r for r in read_rows(cfg.report_path)}
         return summary, rows
 
     return go
