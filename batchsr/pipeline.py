@@ -195,9 +195,14 @@ def _up_to_date_row(job: Job, output: Path, model: Model, entry: dict) -> Row:
                notes="up to date: same input, model and settings (--overwrite redoes it)")
 
 
-def _remove_stale_temporaries(output: Path) -> None:
-    """Delete temporary files a killed run left in OUTPUT (only ever batchsr's own names)."""
-    for folder, _dirs, files in os.walk(output):
+def _remove_stale_temporaries(output: Path, input_path: Path) -> None:
+    """Delete temporary files a killed run left in OUTPUT (only ever batchsr's own names).
+
+    An INPUT inside OUTPUT is not entered: INPUT is never modified.
+    """
+    inp = os.path.realpath(input_path)
+    for folder, dirs, files in os.walk(output):
+        dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(folder, d)) != inp]
         for name in files:
             if name.startswith(".") and name.endswith(images.TMP_SUFFIX):
                 try:
@@ -269,7 +274,7 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
         if held.stale:
             log.warning("took over the lock of %s left by %s, which did not finish", output,
                         RunLock.describe(held.stale))
-        _remove_stale_temporaries(output)
+        _remove_stale_temporaries(output, Path(cfg.input))
         items = plan(cfg, model)
         state = resume.State(output)
         state.compact()

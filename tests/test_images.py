@@ -260,9 +260,23 @@ def test_bmp_and_avif_keep_their_format(tmp_path, random_model, run_folder):
             assert im.format == fmt and im.size == (90, 60)
 
 
+def test_heic_is_read_and_kept_with_the_plugin(tmp_path, random_model, run_folder):
+    images.register_plugins()  # pillow-heif, from the heic extra (also in the test extra)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    photo(12, 30, 20).save(inp / "h.heic", format="HEIF", quality=90, exif=exif_with().tobytes())
+    summary, rows = run_folder(inp, tmp_path / "out", random_model)
+    assert rows["h.heic"]["status"] == "ok", rows
+    with Image.open(tmp_path / "out" / "h.heic") as im:
+        assert im.format == "HEIF" and im.size == (90, 60)
+        assert im.getexif()[0x010F] == "Kodak"
+
+
 def test_heic_without_plugin_is_a_clear_error(tmp_path, monkeypatch):
-    # A HEIC header; without pillow-heif registered Pillow cannot open it.
+    # A HEIC header; with pillow-heif not registered Pillow cannot open it.
     monkeypatch.setattr(images, "_plugins_registered", True)
+    monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "HEIF"])
+    monkeypatch.delitem(Image.OPEN, "HEIF", raising=False)
     p = tmp_path / "x.heic"
     p.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 100)
     with pytest.raises(images.ImageError, match="pillow-heif"):
