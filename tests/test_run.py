@@ -45,6 +45,8 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     (folder / "corrupt.png").write_bytes(bytes(data))
     (folder / "header_only.tif").write_bytes(b"II*\0" + b"\xff" * 20)
     (folder / "unreadable.jpg").write_bytes(jpg)
+    os.symlink(folder / "loop_b.jpg", folder / "loop_a.jpg")
+    os.symlink(folder / "loop_a.jpg", folder / "loop_b.jpg")
     return {"truncated.jpg": "truncated", "zero.png": "empty file", "text.jpg": "not an image",
             "bomb.png": "over the limit", "corrupt.png": "corrupt", "header_only.tif": "corrupt TIFF",
             "unreadable.jpg": "cannot read"}
@@ -72,8 +74,25 @@ def test_bad_input_never_stops_the_batch(tmp_path, random_model, run_folder, den
         assert r["status"] == "error" and reason in r["error"], (name, r["error"])
         assert "\n" not in r["error"] and r["output"] == ""
     assert rows["good1.jpg"]["status"] == rows["good2.png"]["status"] == "ok"
+    assert rows["loop_a.jpg"]["status"] == "skipped" and "loop" in rows["loop_a.jpg"]["notes"]
     written = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
     assert written == ["batchsr-report.csv", "good1.jpg", "good2.png"]
+
+
+def test_cli_bad_input_gives_one_line_reasons_and_no_traceback(tmp_path, random_model_path):
+    import subprocess
+
+    from conftest import ROOT
+
+    _bad_inputs(tmp_path / "in")
+    r = subprocess.run([sys.executable, "-m", "batchsr", str(tmp_path / "in"), str(tmp_path / "out"),
+                        "--model", str(random_model_path), "--no-psnr"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert "batchsr: error " in r.stderr and "empty file (0 bytes)" in r.stderr
+    assert r.stdout.strip().startswith("batchsr: 3 ok, 2 skipped, 6 failed in")  # unreadable.jpg is fine here
+    assert "images/s" in r.stdout
 
 
 def test_max_pixels_option(tmp_path, random_model, run_folder):
