@@ -24,9 +24,6 @@ SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG
 # macOS AppleDouble "._*" files and .DS_Store) are hidden and skipped too.
 SYSTEM_NAMES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "ehthumbs_vista.db", "icon\r", "__macosx",
                 "@eadir", "$recycle.bin", "system volume information", ".ds_store"}
-# Suffix written for each output format.
-FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
-                 "tif": ".tif", "bmp": ".bmp"}
 PILLOW_FORMAT = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF",
                  "bmp": "BMP"}
 CANONICAL_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp",
@@ -123,12 +120,6 @@ def output_name(name: str, out_format: str) -> str:
     if suffix.lower() in IMAGE_SUFFIXES:
         return stem + CANONICAL_SUFFIX[out_format]
     return name + CANONICAL_SUFFIX[out_format]
-
-
-def output_rel(rel: Path, fmt: str = "keep") -> Path:
-    """The output's relative path by suffix alone (no sniffing): same folders and stem."""
-    out_format = output_format(None, rel.suffix, fmt)
-    return rel.with_name(output_name(rel.name, out_format))
 
 
 def _is_hidden_or_system(name: str) -> bool:
@@ -228,7 +219,8 @@ def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator
     if input_path.is_file():
         job = _make_job(input_path, Path(input_path.name), fmt)
         if job is None:  # named explicitly: the user wants to hear why nothing happens
-            job = Job(input_path, output_rel(Path(input_path.name), fmt), output_format(None, ".png", fmt))
+            out_format = output_format(None, input_path.suffix, fmt)
+            job = Job(input_path, Path(output_name(input_path.name, out_format)), out_format)
         yield job
         return
     root = input_path.resolve()

@@ -37,11 +37,7 @@ ORIENTATION = 0x0112
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
 PIXEL_X_DIMENSION, PIXEL_Y_DIMENSION = 0xA002, 0xA003
 
-# Pillow format -> format to write when the output keeps the input's format.
-WRITABLE = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WEBP", "BMP": "BMP",
-            "AVIF": "AVIF", "HEIF": "HEIF"}
-SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp",
-          "AVIF": ".avif", "HEIF": ".heic"}
+# Which format each output is written in is decided by discover (Job.format).
 LOSSY = {"JPEG", "WEBP", "AVIF", "HEIF"}
 # Formats that can hold 16 bits per sample (batchsr writes them at full precision).
 DEEP_FORMATS = {"PNG", "TIFF"}
@@ -355,15 +351,6 @@ def _unidentified(head: bytes) -> str:
     return "not an image Pillow can read (unknown format or corrupt header)"
 
 
-def output_format(input_format: str, requested: str = "keep") -> str:
-    """Pillow format to write for an input format and a --format choice."""
-    if requested != "keep":
-        return {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP",
-                "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}[requested.lower()]
-    fmt = WRITABLE.get(input_format, "PNG")
-    return fmt if fmt not in ("AVIF", "HEIF") or can_write(fmt) else "PNG"
-
-
 def to_pillow(pixels: np.ndarray, bits: int, fmt: str) -> Image.Image:
     """Float (H, W, C) in [0, 1] -> a Pillow image the format can hold (8 bits except 16-bit grey)."""
     from batchsr.color import to_uint
@@ -521,6 +508,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+TMP_SUFFIX = ".batchsr-tmp"
+
+
 def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
                  before_commit: Callable[[os.stat_result], None] | None = None) -> None:
     """Create ``dst`` through ``write(file)`` on a temporary file in the same folder and a rename.
@@ -550,9 +540,6 @@ def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
             pass
         raise
     _fsync_dir(dst.parent)
-
-
-TMP_SUFFIX = ".batchsr-tmp"
 
 
 def save_atomic(image: Image.Image, dst: Path, fmt: str, *, exif: bytes | None = None,
