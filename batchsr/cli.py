@@ -80,7 +80,7 @@ def run_parser() -> Parser:
     _add_model_options(p)
     p.add_argument("--report", type=Path, metavar="PATH", help="CSV report path (default OUTPUT/batchsr-report.csv)")
     p.add_argument("--format", choices=FORMATS, default="keep", help="output format (default: keep the input's)")
-    p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)")
     p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)")
     p.add_argument("--dry-run", action="store_true",
@@ -187,16 +187,10 @@ def cmd_run(argv: list[str]) -> int:
             raise
         print(f"batchsr: cannot run: {exc} (--verbose shows the traceback)", file=sys.stderr)
         return EXIT_FAILED
-    _print(summary.line())
-    if summary.failed and not a.quiet:
+    print(summary.line())
+    if summary.failed and not a.quiet and not a.dry_run:
         print(f"batchsr: see {cfg.report_path} for the failures", file=sys.stderr)
     return summary.exit_code
-
-
-def _print(text: str) -> None:
-    """Print to stdout even file names that are not valid in its encoding (escaped)."""
-    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
-    print(text.encode(enc, "backslashreplace").decode(enc, "replace"))
 
 
 COMMANDS = {"eval": cmd_eval, "models": cmd_models}
