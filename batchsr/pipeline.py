@@ -146,9 +146,13 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
         images.save_pixels(out, pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
                            quality=cfg.quality, before_commit=commit)
         if cfg.psnr:
-            row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
-            if row.psnr_bicubic is None:
-                notes.append(f"too small for the PSNR experiment at x{model.scale}")
+            # The output is written by now: a failing side experiment must not make it an error row.
+            try:
+                row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
+                if row.psnr_bicubic is None:
+                    notes.append(f"too small for the PSNR experiment at x{model.scale}")
+            except Exception as exc:
+                notes.append(f"PSNR experiment failed ({type(exc).__name__})")
     except (images.ImageError, OutputError) as exc:
         row.status, row.error = ERROR, str(exc)
     except MemoryError:
