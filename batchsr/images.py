@@ -309,8 +309,6 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
                     icc = im.info.get("icc_profile")
                     dpi = im.info.get("dpi")
                     upright = ImageOps.exif_transpose(im)
-                    # The original's EXIF: a copy made by exif_transpose loses a TIFF's tags.
-                    exif_bytes = _carry_exif(im.getexif(), notes)
                     if deep:
                         pixels = _decode_deep(path, deep, im).astype(np.float32) / 65535.0
                         bits = 16
@@ -318,6 +316,9 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
                         if upright.mode == "CMYK":
                             upright, icc = cmyk_to_rgb(upright, icc, notes)
                         pixels, bits = to_array(upright, notes)
+                    # The original's EXIF (a copy made by exif_transpose loses a TIFF's tags),
+                    # edited only now that every decode has seen its orientation.
+                    exif_bytes = _carry_exif(im.getexif(), notes)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved_limit
     except ImageError:

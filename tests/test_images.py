@@ -309,3 +309,28 @@ def test_16bit_to_jpeg_is_noted(tmp_path, random_model, run_folder):
     png16(inp / "d.png", _deep(1, 20, 24, 3))
     summary, rows = run_folder(inp, tmp_path / "out", random_model, format="jpg")
     assert "16-bit input written as 8-bit JPEG" in rows["d.png"]["notes"]
+
+
+def test_16bit_colour_orientation_is_applied(tmp_path):
+    upright = _deep(13, 12, 20, 3)
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # what orientation 6 (turn clockwise) displays upright
+    p = tmp_path / "o.png"
+    ex = exif_with(6)
+    images.write_atomic(p, lambda f: images._write_png16(f, stored, exif=ex.tobytes(), icc=None, dpi=None, level=1))
+    pic = images.load(p)
+    assert pic.bits == 16
+    assert np.array_equal(np.rint(pic.pixels * 65535).astype(np.uint16), upright)
+
+
+def test_content_decides_the_output_format(tmp_path, random_model, run_folder):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    photo(14, 30, 20).save(inp / "really_a.jpg", format="PNG")
+    photo(15, 30, 20).save(inp / "scan0001", format="JPEG")
+    summary, rows = run_folder(inp, tmp_path / "out", random_model)
+    assert summary.ok == 2
+    with Image.open(tmp_path / "out" / "really_a.png") as im:
+        assert im.format == "PNG"
+    with Image.open(tmp_path / "out" / "scan0001.jpg") as im:
+        assert im.format == "JPEG"
+    assert "content is PNG, not JPEG" in rows["really_a.jpg"]["notes"]
