@@ -7,8 +7,9 @@ from pathlib import Path
 
 REPORT_NAME = "batchsr-report.csv"
 FORMATS = ("keep", "png", "jpg", "webp", "tiff")
-# Pillow's own default decompression-bomb limit (about 179 megapixels).
-DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+# Pillow's own decompression-bomb limit: it warns above 89 megapixels
+# (Image.MAX_IMAGE_PIXELS) and refuses above twice that, about 179 megapixels.
+DEFAULT_MAX_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)
 
 
 @dataclass(frozen=True)

@@ -263,8 +263,9 @@ def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator
                     continue
                 items.append(_Folder(p))  # walked below, in sorted order
                 continue
-            if not is_file:
-                items.append(Skip(p, "not a regular file"))
+            if not is_file:  # a device or pipe: reading could block forever
+                items.append(Skip(p, "not a regular file", report=p.suffix.lower() in IMAGE_SUFFIXES,
+                                  status="error"))
                 continue
             job = _make_job(p, p.relative_to(input_path), fmt)
             if job is None:

@@ -343,9 +343,10 @@ def _unidentified(head: bytes) -> str:
     from batchsr.discover import sniff
 
     kind = sniff(head)
-    if kind == "HEIF":
+    readable = kind in Image.OPEN or kind not in ("HEIF", "AVIF")
+    if kind == "HEIF" and not readable:
         return "HEIC/HEIF needs the optional pillow-heif plugin: pip install 'batchsr[heic]'"
-    if kind == "AVIF":
+    if kind == "AVIF" and not readable:
         return "AVIF needs Pillow built with AVIF support (Pillow >= 11.3 wheels): pip install 'batchsr[avif]'"
     if kind:
         return f"corrupt {kind} file: Pillow cannot read its header"

@@ -272,6 +272,14 @@ def test_heic_is_read_and_kept_with_the_plugin(tmp_path, random_model, run_folde
         assert im.getexif()[0x010F] == "Kodak"
 
 
+def test_corrupt_heic_with_the_plugin_is_called_corrupt(tmp_path):
+    images.register_plugins()
+    p = tmp_path / "x.heic"
+    p.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 100)
+    with pytest.raises(images.ImageError, match="corrupt HEIF"):
+        images.load(p)
+
+
 def test_heic_without_plugin_is_a_clear_error(tmp_path, monkeypatch):
     # A HEIC header; with pillow-heif not registered Pillow cannot open it.
     monkeypatch.setattr(images, "_plugins_registered", True)

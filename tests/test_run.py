@@ -95,6 +95,24 @@ def test_cli_bad_input_gives_one_line_reasons_and_no_traceback(tmp_path, random_
     assert "images/s" in r.stdout
 
 
+def test_default_pixel_limit_is_pillows_179_megapixels(tmp_path):
+    from batchsr.config import DEFAULT_MAX_PIXELS
+
+    assert 178_000_000 < DEFAULT_MAX_PIXELS < 180_000_000
+    with pytest.raises(images.ImageError, match="corrupt"):  # 150 MP passes the size check
+        images.load(png_header_only(tmp_path / "big.png", 15000, 10000))
+    with pytest.raises(images.ImageError, match="over the limit of 179"):
+        images.load(png_header_only(tmp_path / "bigger.png", 15000, 12000))
+
+
+def test_fifo_with_an_image_name_is_an_error_row_not_a_hang(tmp_path, random_model, run_folder):
+    (tmp_path / "in").mkdir()
+    os.mkfifo(tmp_path / "in" / "pipe.jpg")
+    summary, rows = run_folder(tmp_path / "in", tmp_path / "out", random_model)
+    assert rows["pipe.jpg"]["status"] == "error" and "not a regular file" in rows["pipe.jpg"]["error"]
+    assert summary.exit_code == 1
+
+
 def test_max_pixels_option(tmp_path, random_model, run_folder):
     (tmp_path / "in").mkdir()
     photo(1, 40, 30).save(tmp_path / "in" / "a.png")
