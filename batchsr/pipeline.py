@@ -226,6 +226,11 @@ def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
             if item.report:
                 out.append((item, None))
             continue
+        if os.path.realpath(output / item.rel) == os.path.realpath(item.src):
+            # e.g. `batchsr photo.jpg .` run beside the photo: INPUT is never modified.
+            out.append((Skip(item.src, "its output path is the input file itself; choose another OUTPUT",
+                             report=True, status=ERROR), None))
+            continue
         entry = state.done(item.rel.as_posix(), _key(item, model, cfg)) if state else None
         out.append((item, entry))
     return out

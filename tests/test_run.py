@@ -113,6 +113,14 @@ def test_fifo_with_an_image_name_is_an_error_row_not_a_hang(tmp_path, random_mod
     assert summary.exit_code == 1
 
 
+def test_an_output_that_would_overwrite_its_input_is_refused(tmp_path, random_model, run_folder):
+    photo(0, 20, 20).save(tmp_path / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+    summary, rows = run_folder(tmp_path / "a.png", tmp_path, random_model, report=tmp_path / "r" / "r.csv")
+    assert rows["a.png"]["status"] == "error" and "input file itself" in rows["a.png"]["error"]
+    assert (tmp_path / "a.png").read_bytes() == before
+
+
 def test_max_pixels_option(tmp_path, random_model, run_folder):
     (tmp_path / "in").mkdir()
     photo(1, 40, 30).save(tmp_path / "in" / "a.png")
