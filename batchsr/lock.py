@@ -11,6 +11,7 @@ non-empty and unlocked means the previous run was killed or crashed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -31,6 +32,11 @@ class Locked(Exception):
 
 
 def _try_lock(fd: int) -> bool:
+    """True if we now hold the lock, False if another process does.
+
+    Other failures (a file system without locks, ENOLCK) raise OSError: saying
+    "in use" then would send the user hunting for a run that does not exist.
+    """
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -38,8 +44,10 @@ def _try_lock(fd: int) -> bool:
             os.lseek(fd, 0, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         return True
-    except OSError:
-        return False
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, getattr(errno, "EDEADLOCK", -1)):
+            return False
+        raise
 
 
 def _read(fd: int) -> dict:
@@ -73,7 +81,12 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
+        try:
+            locked = _try_lock(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if not locked:
             info = _read(fd)
             os.close(fd)
             raise Locked(f"{self.path.parent} is in use by {_describe(info)}; wait for it to finish "
