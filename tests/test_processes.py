@@ -1,7 +1,6 @@
 """Real batchsr processes: killed with SIGKILL mid-run then resumed, and two runs on one OUTPUT."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
