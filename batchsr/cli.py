@@ -14,7 +14,7 @@ from pathlib import Path
 from batchsr import __version__
 from batchsr.config import DEFAULT_HTML_SAMPLE, DEFAULT_MAX_PIXELS, FORMATS, HTML_NAME, RunConfig
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
 DESCRIPTION = """\
 Upscale every image under INPUT (a folder, walked recursively, or one file)
@@ -29,8 +29,11 @@ other commands:
 (a folder literally named "eval", "models" or "report" can be given as ./eval)
 """
 EPILOG = """\
-exit codes: 0 every image ok, 1 some images failed (see the report) or the --html page could not
-be written, 2 usage error.
+exit codes: 0 every image ok or skipped, 1 some images failed (see the report) or the --html
+page could not be written, 2 usage error, 3 OUTPUT is locked by another running batchsr.
+
+A rerun skips images whose output is up to date (same input, model and
+settings); a run that was interrupted or killed is finished by running it again.
 """
 
 
@@ -91,9 +94,13 @@ def run_parser() -> Parser:
     _add_model_options(p)
     p.add_argument("--report", type=Path, metavar="PATH", help="CSV report path (default OUTPUT/batchsr-report.csv)")
     p.add_argument("--format", choices=FORMATS, default="keep", help="output format (default: keep the input's)")
-    p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)")
     p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be processed or skipped, and write nothing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="reprocess images whose output is already up to date")
     p.add_argument("--no-psnr", action="store_true",
                    help="skip the per-image PSNR experiment (saves about 1/scale^2 of the work)")
     p.add_argument("--html", action="store_true",
@@ -189,15 +196,26 @@ def cmd_run(argv: list[str]) -> int:
     cfg = RunConfig(input=a.input, output=a.output, scale=model.scale, model=a.model, tile=a.tile,
                     report=a.report, providers=tuple(model.engine.providers), quiet=a.quiet,
                     verbose=a.verbose, psnr=not a.no_psnr, format=a.format, quality=a.quality,
-                    max_pixels=a.max_pixels, threads=a.threads or 0, html=a.html or a.html_sample is not None,
+                    max_pixels=a.max_pixels, threads=a.threads or 0, dry_run=a.dry_run,
+                    overwrite=a.overwrite, html=a.html or a.html_sample is not None,
                     html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample)
+    from batchsr.lock import Locked
     from batchsr.pipeline import run
 
-    summary = run(cfg, model)
+    try:
+        summary = run(cfg, model)
+    except Locked as exc:
+        print(f"batchsr: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except OSError as exc:  # OUTPUT or the report cannot be written at all
+        if a.verbose:
+            raise
+        print(f"batchsr: cannot run: {exc} (--verbose shows the traceback)", file=sys.stderr)
+        return EXIT_FAILED
     print(summary.line())
-    if summary.failed and not a.quiet:
+    if summary.failed and not a.quiet and not a.dry_run:
         print(f"batchsr: see {cfg.report_path} for the failures", file=sys.stderr)
-    if cfg.html:
+    if cfg.html and not cfg.dry_run:
         return max(summary.exit_code, _write_html(cfg))
     return summary.exit_code
 

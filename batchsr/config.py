@@ -11,8 +11,9 @@ HTML_NAME = "batchsr-report.html"
 ASSETS_NAME = "batchsr-report-assets"
 DEFAULT_HTML_SAMPLE = 24
 FORMATS = ("keep", "png", "jpg", "webp", "tiff")
-# Pillow's own default decompression-bomb limit (about 179 megapixels).
-DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+# Pillow's own decompression-bomb limit: it warns above 89 megapixels
+# (Image.MAX_IMAGE_PIXELS) and refuses above twice that, about 179 megapixels.
+DEFAULT_MAX_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class RunConfig:
     ``scale`` None means 3 for a shipped model name, or the file's own scale
     for ``--model PATH.onnx``. ``tile`` None picks automatically (whole image
     when small, fixed tiles when large); 0 forces the whole image.
+    ``dry_run`` writes nothing (not even OUTPUT or the report); ``overwrite``
+    redoes outputs that earlier runs finished and that are up to date.
     """
 
     input: Path
@@ -40,6 +43,8 @@ class RunConfig:
     threads: int = 0
     html: bool = False  # also write OUTPUT/batchsr-report.html (html_report.build)
     html_sample: int = DEFAULT_HTML_SAMPLE  # images shown as before/after figures
+    dry_run: bool = False  # list what would be done; write nothing
+    overwrite: bool = False  # reprocess outputs that are up to date
 
     @property
     def report_path(self) -> Path:

@@ -1,4 +1,10 @@
-"""Input tree -> jobs, in a sorted, deterministic order, saying why anything is skipped."""
+"""Input tree -> jobs, in a sorted, deterministic order, saying why anything is skipped.
+
+Files are recognised by their content (the first bytes), not only by their
+suffix: a photo without a suffix is found, and a PNG named ``.jpg`` is
+written as ``.png``. Each job's output path and format are decided here, once,
+so two inputs never share an output path.
+"""
 
 from __future__ import annotations
 
@@ -11,35 +17,111 @@ from batchsr.config import ASSETS_NAME
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp",
                   ".gif", ".heic", ".heif", ".avif"}
-# Files that operating systems and sync tools leave in photo folders.
-SYSTEM_NAMES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
-# Suffix of outputs whose input format cannot be written back (GIF -> PNG, ...).
-KEEP_SUFFIX = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp"}
-FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
-                 "tif": ".tif", "bmp": ".bmp"}
+# The Pillow format each suffix promises.
+SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
+                 ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP", ".gif": "GIF",
+                 ".heic": "HEIF", ".heif": "HEIF", ".avif": "AVIF"}
+# Files and folders that operating systems, sync tools and NAS boxes leave in
+# photo folders (compared in lower case). Names starting with "." (including
+# macOS AppleDouble "._*" files and .DS_Store) are hidden and skipped too.
+SYSTEM_NAMES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "ehthumbs_vista.db", "icon\r", "__macosx",
+                "@eadir", "$recycle.bin", "system volume information", ".ds_store"}
+PILLOW_FORMAT = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF",
+                 "bmp": "BMP"}
+CANONICAL_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp",
+                    "AVIF": ".avif", "HEIF": ".heic"}
+# Input formats whose own format is written back when --format is keep.
+KEEP_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP", "BMP", "AVIF", "HEIF"}
+SNIFF_BYTES = 32
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
+
+
+def sniff(head: bytes) -> str | None:
+    """The image format the first bytes of a file announce (Pillow's name), or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "TIFF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "BMP"
+    if head[4:8] == b"ftyp":
+        major = head[8:12]
+        size = int.from_bytes(head[:4], "big")
+        brands = {head[i:i + 4] for i in range(16, min(size, len(head)) - 3, 4)} | {major}
+        if brands & _AVIF_BRANDS:
+            return "AVIF"
+        if brands & _HEIF_BRANDS:
+            return "HEIF"
+    return None
 
 
 @dataclass(frozen=True)
 class Job:
-    """One input image and where its output goes, relative to the run's roots."""
+    """One input image and where its output goes, relative to the run's roots.
+
+    ``format`` is the Pillow format to write; ``kind`` the format the file's
+    content announces (None if unrecognised); ``notes`` what discovery decided
+    about this file (a renamed output, a content that contradicts the suffix).
+    """
 
     src: Path
     rel: Path  # output path relative to OUTPUT (mirrors the input tree)
+    format: str = "PNG"
+    kind: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def input_rel(self) -> Path:
+        """The input's path relative to INPUT (its name when INPUT is a file)."""
+        return self.rel.with_name(self.src.name)
 
 
 @dataclass(frozen=True)
 class Skip:
+    """A path discovery did not turn into a job. ``report``: a report row is due
+    (``status`` skipped or error); hidden, system and non-image files get none."""
+
     path: Path
     reason: str
+    report: bool = False
+    status: str = "skipped"
 
 
-def output_rel(rel: Path, fmt: str = "keep") -> Path:
-    """The output's relative path: same folders and stem; suffix kept unless the format changes."""
+def output_format(kind: str | None, suffix: str, fmt: str = "keep") -> str:
+    """Pillow format to write for an input's sniffed format, its suffix and --format."""
     if fmt != "keep":
-        return rel.with_suffix(FORMAT_SUFFIX[fmt.lower()])
-    if rel.suffix.lower() in KEEP_SUFFIX:
-        return rel
-    return rel.with_suffix(".png")
+        return PILLOW_FORMAT[fmt.lower()]
+    kind = kind or SUFFIX_FORMAT.get(suffix.lower())
+    if kind in ("AVIF", "HEIF"):
+        from batchsr.images import can_write
+
+        return kind if can_write(kind) else "PNG"
+    return kind if kind in KEEP_FORMATS else "PNG"
+
+
+def output_name(name: str, out_format: str) -> str:
+    """The output's file name: the input's, unless its suffix does not fit the written format.
+
+    A suffix that names another image format is replaced (``a.gif`` ->
+    ``a.png``); any other suffix is kept and the format's added
+    (``scan001`` -> ``scan001.jpg``), so the name stays recognisable.
+    """
+    stem, dot, suffix = name.rpartition(".")
+    suffix = "." + suffix if dot else ""
+    if SUFFIX_FORMAT.get(suffix.lower()) == out_format:
+        return name
+    if suffix.lower() in IMAGE_SUFFIXES:
+        return stem + CANONICAL_SUFFIX[out_format]
+    return name + CANONICAL_SUFFIX[out_format]
 
 
 def _is_hidden_or_system(name: str) -> bool:
@@ -54,17 +136,94 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
+def _read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(SNIFF_BYTES)
+    except OSError:
+        return b""  # unreadable: the job's load reports why
+
+
+def _make_job(path: Path, rel: Path, fmt: str) -> Job | None:
+    """A Job for an image file (by suffix or by content), else None."""
+    suffix = path.suffix.lower()
+    kind = sniff(_read_head(path))
+    if suffix not in IMAGE_SUFFIXES and kind is None:
+        return None
+    notes = []
+    promised = SUFFIX_FORMAT.get(suffix)
+    if kind and promised and kind != promised:
+        notes.append(f"content is {kind}, not {promised} as the name says")
+    elif kind and not promised:
+        notes.append(f"recognised as {kind} by its content")
+    out_format = output_format(kind, suffix, fmt)
+    return Job(path, rel.with_name(output_name(rel.name, out_format)), out_format, kind, tuple(notes))
+
+
+def _fold(name: str) -> str:
+    # Case-folded: outputs may be copied to case-insensitive file systems.
+    return name.casefold()
+
+
+def resolve_collisions(jobs: list[Job]) -> list[Job]:
+    """Give jobs of one folder distinct output names, deterministically.
+
+    An input whose output keeps its own name wins that name (else the first in
+    sorted order); the others get their input suffix folded into the name
+    (``a.png`` -> ``a.png.jpg`` beside ``a.jpg``), else a number
+    (``a-2.jpg``), never a name another input's output wants. Names are
+    compared case-insensitively, since outputs may be copied to file systems
+    that ignore case.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, j in enumerate(jobs):
+        groups.setdefault(_fold(j.rel.name), []).append(i)
+    taken = set(groups)
+    result = list(jobs)
+    for idxs in groups.values():
+        if len(idxs) == 1:
+            continue
+        keep = next((i for i in idxs if jobs[i].rel.name == jobs[i].src.name), idxs[0])
+        for i in idxs:
+            if i == keep:
+                continue
+            j = jobs[i]
+            suffix = j.rel.suffix
+            stem = j.rel.name[: len(j.rel.name) - len(suffix)]
+            candidates = []
+            if j.src.suffix and _fold(j.src.suffix) != _fold(suffix):
+                candidates.append(j.src.name + suffix)
+            candidates += (f"{stem}-{n}{suffix}" for n in range(2, len(jobs) + 3))
+            name = next(c for c in candidates if _fold(c) not in taken)
+            taken.add(_fold(name))
+            note = f"output renamed to {name}: {jobs[keep].src.name} also maps to {j.rel.name}"
+            result[i] = Job(j.src, j.rel.with_name(name), j.format, j.kind, j.notes + (note,))
+    return result
+
+
+class _Folder:
+    """A subfolder met in a listing, walked after its siblings are resolved."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+
 def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator[Job | Skip]:
     """Yield a Job per image under ``input_path`` (a folder, walked recursively, or one file).
 
-    Sorted by path; hidden and system files, non-image suffixes, ``output_root``
-    (when it lies inside the input) and symlinks leading outside the input are
-    yielded as Skip with the reason. Folder symlinks are never followed, so
-    link loops cannot trap the walk.
+    Sorted by path. Hidden and system files, non-images, ``output_root`` (when
+    it lies inside the input), symlinks leading outside the input, folder
+    symlinks, broken links and unreadable folders are yielded as Skip with the
+    reason. Folder symlinks are never followed, so link loops cannot trap the
+    walk. Nothing is written.
     """
     input_path = Path(input_path)
     if input_path.is_file():
-        yield Job(input_path, output_rel(Path(input_path.name), fmt))
+        job = _make_job(input_path, Path(input_path.name), fmt)
+        if job is None:  # named explicitly: the user wants to hear why nothing happens
+            out_format = output_format(None, input_path.suffix, fmt)
+            job = Job(input_path, Path(output_name(input_path.name, out_format)), out_format)
+        yield job
         return
     root = input_path.resolve()
     out_resolved = Path(output_root).resolve()
@@ -73,35 +232,60 @@ def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            yield Skip(folder, f"cannot list folder: {exc.strerror}")
+            yield Skip(folder, f"cannot list folder: {exc.strerror or exc}", report=True, status="error")
             return
+        jobs: list[Job] = []
+        items: list[Job | Skip | _Folder] = []
         for e in entries:
             p = Path(e.path)
             if _is_hidden_or_system(e.name):
-                yield Skip(p, "hidden or system file")
+                items.append(Skip(p, "hidden or system file"))
                 continue
             if e.name == ASSETS_NAME and e.is_dir(follow_symlinks=False):
                 # an earlier run's report pictures, when a previous OUTPUT is the INPUT
-                yield Skip(p, "batchsr report assets")
+                items.append(Skip(p, "batchsr report assets"))
                 continue
-            if e.is_symlink():
-                target = p.resolve()
-                if not _inside(target, root):
-                    yield Skip(p, "symlink leads outside the input folder")
-                    continue
-                if target.is_dir():
-                    yield Skip(p, "folder symlink not followed")
-                    continue
-            if e.is_dir(follow_symlinks=False):
+            try:
+                if e.is_symlink():
+                    target = Path(os.path.realpath(p))
+                    if not os.path.exists(p):
+                        items.append(Skip(p, "broken symlink or symlink loop", report=True))
+                        continue
+                    if not _inside(target, root):
+                        items.append(Skip(p, "symlink leads outside the input folder: not followed",
+                                          report=True))
+                        continue
+                    if target.is_dir():
+                        items.append(Skip(p, "folder symlink not followed", report=True))
+                        continue
+                is_dir = e.is_dir(follow_symlinks=False)
+                is_file = e.is_file()
+            except OSError as exc:
+                items.append(Skip(p, f"cannot examine: {exc.strerror or exc}", report=True, status="error"))
+                continue
+            if is_dir:
                 if p.resolve() == out_resolved:
-                    yield Skip(p, "the output folder")
+                    items.append(Skip(p, "the output folder"))
                     continue
-                yield from walk(p)
-            elif e.is_file():
-                if p.suffix.lower() not in IMAGE_SUFFIXES:
-                    yield Skip(p, "not an image file suffix")
-                    continue
-                rel = p.relative_to(input_path)
-                yield Job(p, output_rel(rel, fmt))
+                items.append(_Folder(p))  # walked below, in sorted order
+                continue
+            if not is_file:  # a device or pipe: reading could block forever
+                items.append(Skip(p, "not a regular file", report=p.suffix.lower() in IMAGE_SUFFIXES,
+                                  status="error"))
+                continue
+            job = _make_job(p, p.relative_to(input_path), fmt)
+            if job is None:
+                items.append(Skip(p, "not an image"))
+                continue
+            jobs.append(job)
+            items.append(job)
+        fixed = iter(resolve_collisions(jobs))
+        for item in items:
+            if isinstance(item, Job):
+                yield next(fixed)
+            elif isinstance(item, _Folder):
+                yield from walk(item.path)
+            else:
+                yield item
 
     yield from walk(input_path)

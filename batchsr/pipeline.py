@@ -1,12 +1,15 @@
 """One image at a time: load -> split Y/CbCr -> tiled inference -> merge -> save -> report row.
 
 ``process`` never raises for bad input: every failure becomes a Row with
-``status=error`` and a one-line reason. ``run`` drives a whole folder job.
+``status=error`` and a one-line reason. ``run`` drives a whole folder job:
+it holds OUTPUT's lock, skips what earlier runs finished, and writes one
+report row per discovered input.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -16,12 +19,13 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from batchsr import color, images, metrics, tiling
+from batchsr import color, images, metrics, resume, tiling
 from batchsr.config import RunConfig
 from batchsr.degrade import degrade
 from batchsr.discover import Job, Skip, discover
+from batchsr.lock import RunLock
 from batchsr.models import Model
-from batchsr.report import ERROR, OK, CsvReport, Row, Summary
+from batchsr.report import ERROR, OK, SKIPPED, CsvReport, Row, Summary
 
 log = logging.getLogger("batchsr")
 
@@ -114,29 +118,41 @@ def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[fl
     return metrics.psnr_y(truth, bicubic, s), metrics.psnr_y(truth, sr, s)
 
 
-def process(job: Job, output_root: Path, model: Model, cfg: RunConfig) -> Row:
-    """Upscale one image and write it atomically. Never raises for a bad input: returns an error row."""
+def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
+            on_commit: Callable[[Row, os.stat_result], None] | None = None) -> Row:
+    """Upscale one image and write it atomically. Never raises for a bad input: returns an error row.
+
+    ``on_commit(row, stat)`` runs once the output is complete in its
+    temporary file, just before it is renamed into place (resume records it).
+    """
     dst = Path(output_root) / job.rel
     row = Row(input=str(job.src), output=str(dst), scale=model.scale, model=model.label,
               providers=",".join(model.engine.providers))
+    notes = list(job.notes)
     t0 = time.perf_counter()
     try:
         pic = images.load(job.src, cfg.max_pixels)
         row.width, row.height = pic.width, pic.height
+        notes += pic.notes
         out = upscale_pixels(pic.pixels, model, cfg.tile)
-        fmt = images.output_format(pic.format, cfg.format)
-        dpi = (pic.dpi[0] * model.scale, pic.dpi[1] * model.scale) if pic.dpi else None
-        images.save_atomic(images.to_pillow(out, pic.bits, fmt), dst, fmt, exif=pic.exif, icc=pic.icc,
-                           dpi=dpi, quality=cfg.quality)
         row.out_width, row.out_height = out.shape[1], out.shape[0]
-        notes = list(pic.notes)
-        if fmt != images.WRITABLE.get(pic.format, fmt):
+        fmt = job.format
+        if fmt != pic.format and not (fmt == "JPEG" and pic.format == "MPO"):
             notes.append(f"{pic.format} written as {fmt}")
+        notes += images.save_notes(out, pic.bits, fmt)
+        # Same print size: the pixels grew by the scale, so must the resolution.
+        dpi = (pic.dpi[0] * model.scale, pic.dpi[1] * model.scale) if pic.dpi else None
+        commit = (lambda st: on_commit(row, st)) if on_commit else None
+        images.save_pixels(out, pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
+                           quality=cfg.quality, before_commit=commit)
         if cfg.psnr:
-            row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
-            if row.psnr_bicubic is None:
-                notes.append(f"too small for the PSNR experiment at x{model.scale}")
-        row.notes = "; ".join(notes)
+            # The output is written by now: a failing side experiment must not make it an error row.
+            try:
+                row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
+                if row.psnr_bicubic is None:
+                    notes.append(f"too small for the PSNR experiment at x{model.scale}")
+            except Exception as exc:
+                notes.append(f"PSNR experiment failed ({type(exc).__name__})")
     except (images.ImageError, OutputError) as exc:
         row.status, row.error = ERROR, str(exc)
     except MemoryError:
@@ -147,52 +163,173 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig) -> Row:
         log.debug("%s", traceback.format_exc())
     if row.status == ERROR:
         row.output = ""
+        row.out_width = row.out_height = None
+    row.notes = "; ".join(notes)
     row.seconds = time.perf_counter() - t0
     return row
 
 
-def _progress(jobs: list[Job], cfg: RunConfig) -> Iterable[Job]:
+def _progress(items: list, cfg: RunConfig) -> Iterable:
     if not cfg.quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
-        return tqdm(jobs, unit="img", dynamic_ncols=True)
-    return jobs
+        return tqdm(items, unit="img", dynamic_ncols=True)
+    return items
+
+
+def _key(job: Job, model: Model, cfg: RunConfig) -> str | None:
+    quality = cfg.quality if job.format in images.LOSSY else None
+    return resume.job_key(job.input_rel.as_posix(), job.src, model.sha256, model.scale, job.format, quality)
+
+
+def _skip_row(item: Skip, model: Model) -> Row:
+    row = Row(input=str(item.path), status=item.status, model=model.label, scale=model.scale)
+    if item.status == ERROR:
+        row.error = item.reason
+    else:
+        row.notes = item.reason
+    return row
+
+
+def _up_to_date_row(job: Job, output: Path, model: Model, entry: dict) -> Row:
+    return Row(input=str(job.src), output=str(output / job.rel), status=SKIPPED, width=entry.get("width"),
+               height=entry.get("height"), out_width=entry.get("out_width"),
+               out_height=entry.get("out_height"), scale=model.scale, model=model.label,
+               providers=",".join(model.engine.providers),
+               notes="up to date: same input, model and settings (--overwrite redoes it)")
+
+
+def _remove_stale_temporaries(output: Path, input_path: Path) -> None:
+    """Delete temporary files a killed run left in OUTPUT (only ever batchsr's own names).
+
+    An INPUT inside OUTPUT is not entered: INPUT is never modified.
+    """
+    inp = os.path.realpath(input_path)
+    for folder, dirs, files in os.walk(output):
+        dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(folder, d)) != inp]
+        for name in files:
+            if name.startswith(".") and name.endswith(images.TMP_SUFFIX):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass
+
+
+def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
+    """Discovery plus resume: each reportable item with its up-to-date state entry (or None)."""
+    output = Path(cfg.output)
+    state = resume.State(output) if not cfg.overwrite else None
+    out: list[tuple[Job | Skip, dict | None]] = []
+    for item in discover(Path(cfg.input), output, cfg.format):
+        if isinstance(item, Skip):
+            log.debug("skip %s: %s", item.path, item.reason)
+            if item.report:
+                out.append((item, None))
+            continue
+        if os.path.realpath(output / item.rel) == os.path.realpath(item.src):
+            # e.g. `batchsr photo.jpg .` run beside the photo: INPUT is never modified.
+            out.append((Skip(item.src, "its output path is the input file itself; choose another OUTPUT",
+                             report=True, status=ERROR), None))
+            continue
+        entry = state.done(item.rel.as_posix(), _key(item, model, cfg)) if state else None
+        out.append((item, entry))
+    return out
+
+
+def _say(text: str) -> None:
+    # File names need not be valid in stdout's encoding: escape, never crash.
+    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(text.encode(enc, "backslashreplace").decode(enc, "replace"))
+
+
+def dry_run(cfg: RunConfig, model: Model, out: Callable[[str], None] = _say) -> Summary:
+    """Say on stdout (or to ``out``) what a run would do, one line per input, writing nothing.
+
+    The Summary counts images to process as ok.
+    """
+    t0 = time.perf_counter()
+    summary = Summary(dry_run=True)
+    output = Path(cfg.output)
+    for item, entry in plan(cfg, model):
+        if isinstance(item, Skip):
+            out(f"{item.status:7s} {item.path}: {item.reason}")
+            summary.add(_skip_row(item, model))
+        elif entry is not None:
+            out(f"skip    {item.src}: up to date")
+            summary.skipped += 1
+        else:
+            why = f" ({'; '.join(item.notes)})" if item.notes else ""
+            out(f"process {item.src} -> {output / item.rel}{why}")
+            summary.ok += 1
+    summary.seconds = time.perf_counter() - t0
+    return summary
 
 
 def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = None) -> Summary:
     """Upscale every image under ``cfg.input`` into ``cfg.output``; write the CSV report.
 
     Returns the Summary (its ``exit_code`` is the CLI's). One bad file never
-    stops the batch.
+    stops the batch. Outputs that an earlier run finished and that are up to
+    date are skipped unless ``cfg.overwrite``. Raises ``lock.Locked`` if
+    another run is writing into the same OUTPUT. With ``cfg.dry_run`` nothing
+    is written (see :func:`dry_run`).
     """
+    if cfg.dry_run:
+        return dry_run(cfg, model)
     t0 = time.perf_counter()
     output = Path(cfg.output)
-    jobs: list[Job] = []
-    for item in discover(Path(cfg.input), output, cfg.format):
-        if isinstance(item, Skip):
-            log.debug("skip %s: %s", item.path, item.reason)
-        else:
-            jobs.append(item)
-    summary = Summary()
     output.mkdir(parents=True, exist_ok=True)
-    log.info("%d images; model %s (%s); providers %s", len(jobs), model.label,
-             model.metadata.get("arch", "?"), ", ".join(model.engine.providers))
-    interactive = not cfg.quiet and sys.stderr.isatty()
-    with CsvReport(cfg.report_path) as report:
-        for job in _progress(jobs, cfg):
-            row = process(job, output, model, cfg)
-            report.write(row)
-            summary.add(row)
-            if on_row:
-                on_row(row)
-            if not interactive and not cfg.quiet:
-                if row.status == OK:
-                    g = row.gain
-                    gain = f", {g:+.2f} dB over bicubic" if g is not None else ""
-                    log.info("ok %s (%.2f s%s)", job.src, row.seconds, gain)
-                else:
-                    log.info("%s %s: %s", row.status, job.src, row.error)
-            elif row.status == ERROR and not cfg.quiet:
-                log.warning("error %s: %s", job.src, row.error)
+    with RunLock(output) as held:
+        if held.stale:
+            log.warning("took over the lock of %s left by %s, which did not finish", output,
+                        RunLock.describe(held.stale))
+        _remove_stale_temporaries(output, Path(cfg.input))
+        items = plan(cfg, model)
+        state = resume.State(output)
+        state.compact()
+        n_jobs = sum(isinstance(i, Job) for i, _ in items)
+        log.info("%d images; model %s (%s); providers %s", n_jobs, model.label,
+                 model.metadata.get("arch", "?"), ", ".join(model.engine.providers))
+        summary = Summary()
+        interactive = not cfg.quiet and sys.stderr.isatty()
+
+        def commit(job: Job, key: str | None) -> Callable[[Row, os.stat_result], None]:
+            def record(row: Row, st: os.stat_result) -> None:
+                state.record(job.rel.as_posix(), key, st, width=row.width, height=row.height,
+                             out_width=row.out_width, out_height=row.out_height)
+            return record
+
+        try:
+            with CsvReport(cfg.report_path) as report:
+                for item, entry in _progress(items, cfg):
+                    if isinstance(item, Skip):
+                        row = _skip_row(item, model)
+                    elif entry is not None:
+                        row = _up_to_date_row(item, output, model, entry)
+                    else:
+                        row = process(item, output, model, cfg, commit(item, _key(item, model, cfg)))
+                    report.write(row)
+                    summary.add(row)
+                    if on_row:
+                        on_row(row)
+                    _log_row(row, cfg, interactive)
+        finally:
+            state.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _log_row(row: Row, cfg: RunConfig, interactive: bool) -> None:
+    if cfg.quiet:
+        return
+    if not interactive:
+        if row.status == OK:
+            g = row.gain
+            gain = f", {g:+.2f} dB over bicubic" if g is not None else ""
+            log.info("ok %s (%.2f s%s)", row.input, row.seconds, gain)
+        elif row.status == SKIPPED:
+            log.info("skipped %s: %s", row.input, row.notes)
+        else:
+            log.info("error %s: %s", row.input, row.error)
+    elif row.status == ERROR:
+        log.warning("error %s: %s", row.input, row.error)

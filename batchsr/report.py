@@ -73,6 +73,8 @@ def unsafe_cell(value: str) -> str:
 def _format(name: str, value) -> str:
     if value is None:
         return ""
+    if name == "error":
+        value = " ".join(str(value).split())  # a reason is one line, whatever an exception said
     if name in _TEXT:
         return safe_cell(str(value))
     if isinstance(value, float):
@@ -88,7 +90,9 @@ class CsvReport:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "w", newline="", encoding="utf-8")
+        # backslashreplace: a file name that is not valid UTF-8 (possible on
+        # Linux) is written escaped instead of failing the report.
+        self._f = open(self.path, "w", newline="", encoding="utf-8", errors="backslashreplace")
         self._w = csv.writer(self._f)
         self._w.writerow(COLUMNS)
         self._f.flush()
@@ -157,11 +161,14 @@ def read_report(path: Path) -> list[Row]:
 
 @dataclass
 class Summary:
+    """Counts of a run. For a dry run, ``ok`` counts the images that would be processed."""
+
     ok: int = 0
     skipped: int = 0
     failed: int = 0
     seconds: float = 0.0
     gains: list[float] | None = None
+    dry_run: bool = False
 
     def add(self, row: Row) -> None:
         if row.status == OK:
@@ -181,6 +188,9 @@ class Summary:
         return EXIT_FAILED if self.failed else EXIT_OK
 
     def line(self) -> str:
+        if self.dry_run:
+            return (f"batchsr: dry run: {self.ok} to process, {self.skipped} skipped, "
+                    f"{self.failed} failed; nothing written")
         done = self.ok + self.failed
         rate = f", {done / self.seconds:.2f} images/s" if self.seconds > 0 and done else ""
         gain = ""

@@ -56,3 +56,20 @@ def photo(seed: int, w: int, h: int, mode: str = "RGB") -> Image.Image:
     arr = np.clip(np.stack(chans, -1), 0, 1)
     im = Image.fromarray((arr * 255).round().astype(np.uint8), "RGB")
     return im if mode == "RGB" else im.convert(mode)
+
+
+@pytest.fixture
+def run_folder():
+    """Run a folder job in-process like the CLI does; returns (summary, report rows by input name)."""
+    from batchsr import pipeline
+    from batchsr.config import RunConfig
+    from batchsr.report import read_rows
+
+    def go(inp: Path, out: Path, model, **options):
+        options.setdefault("psnr", False)
+        cfg = RunConfig(input=Path(inp), output=Path(out), model=model.name, scale=model.scale, **options)
+        summary = pipeline.run(cfg, model)
+        rows = {} if cfg.dry_run else {Path(r["input"]).name: r for r in read_rows(cfg.report_path)}
+        return summary, rows
+
+    return go
