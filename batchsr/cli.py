@@ -92,6 +92,8 @@ def run_parser() -> Parser:
     p.add_argument("input", metavar="INPUT", type=Path, help="image file or folder of images")
     p.add_argument("output", metavar="OUTPUT", type=Path, help="folder to write the upscaled images to")
     _add_model_options(p)
+    p.add_argument("--jobs", type=_positive, default=2, metavar="N",
+                   help="images in flight at once, so decoding and encoding overlap inference (default 2)")
     p.add_argument("--report", type=Path, metavar="PATH", help="CSV report path (default OUTPUT/batchsr-report.csv)")
     p.add_argument("--format", choices=FORMATS, default="keep", help="output format (default: keep the input's)")
     p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)")
@@ -197,7 +199,7 @@ def cmd_run(argv: list[str]) -> int:
                     report=a.report, providers=tuple(model.engine.providers), quiet=a.quiet,
                     verbose=a.verbose, psnr=not a.no_psnr, format=a.format, quality=a.quality,
                     max_pixels=a.max_pixels, threads=a.threads or 0, dry_run=a.dry_run,
-                    overwrite=a.overwrite, html=a.html or a.html_sample is not None,
+                    overwrite=a.overwrite, jobs=a.jobs, html=a.html or a.html_sample is not None,
                     html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample)
     from batchsr.lock import Locked
     from batchsr.pipeline import run

@@ -41,6 +41,8 @@ class RunConfig:
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int = 0
+    # Images in flight at once: decode/encode of one overlaps inference of another.
+    jobs: int = 2
     html: bool = False  # also write OUTPUT/batchsr-report.html (html_report.build)
     html_sample: int = DEFAULT_HTML_SAMPLE  # images shown as before/after figures
     dry_run: bool = False  # list what would be done; write nothing

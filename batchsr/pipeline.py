@@ -169,12 +169,19 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
     return row
 
 
-def _progress(items: list, cfg: RunConfig) -> Iterable:
+def _progress(rows: Iterable, cfg: RunConfig, total: int) -> Iterable:
     if not cfg.quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
-        return tqdm(items, unit="img", dynamic_ncols=True)
-    return items
+        return tqdm(rows, total=total, unit="img", dynamic_ncols=True)
+    return rows
+
+
+def make_distributor(cfg: RunConfig):
+    """The engine that runs the per-image work (``--jobs`` images in flight on this machine)."""
+    from batchsr.distribute import LocalDistributor
+
+    return LocalDistributor(cfg.jobs)
 
 
 def _key(job: Job, model: Model, cfg: RunConfig) -> str | None:
@@ -299,15 +306,17 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
                              out_width=row.out_width, out_height=row.out_height)
             return record
 
+        def work(pair):
+            item, entry = pair
+            if isinstance(item, Skip):
+                return _skip_row(item, model)
+            if entry is not None:
+                return _up_to_date_row(item, output, model, entry)
+            return process(item, output, model, cfg, commit(item, _key(item, model, cfg)))
+
         try:
-            with CsvReport(cfg.report_path) as report:
-                for item, entry in _progress(items, cfg):
-                    if isinstance(item, Skip):
-                        row = _skip_row(item, model)
-                    elif entry is not None:
-                        row = _up_to_date_row(item, output, model, entry)
-                    else:
-                        row = process(item, output, model, cfg, commit(item, _key(item, model, cfg)))
+            with CsvReport(cfg.report_path) as report, make_distributor(cfg) as dist:
+                for _, row in _progress(dist.map(work, items), cfg, len(items)):
                     report.write(row)
                     summary.add(row)
                     if on_row:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 log = logging.getLogger("batchsr")
@@ -47,6 +48,7 @@ class State:
         self.path = self.root / STATE_NAME
         self.entries: dict[str, dict] = {}
         self._f = None
+        self._lock = threading.Lock()  # records arrive from worker threads
         self._load()
 
     def _load(self) -> None:
@@ -92,6 +94,10 @@ class State:
         if key is None:
             return
         e = {"out": out_rel, "key": key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **extra}
+        with self._lock:
+            self._record_locked(out_rel, e)
+
+    def _record_locked(self, out_rel: str, e: dict) -> None:
         self.entries[out_rel] = e
         if self._f is None:
             self._f = open(self.path, "a", encoding="utf-8")

@@ -1,0 +1,72 @@
+"""Where the per-image work runs: one interface for local and cluster engines.
+
+The driver (``pipeline.run``) owns discovery, the resume filter, the lock,
+the report and the summary. It hands a distributor an iterable of work items
+and a function that turns one item into its result; the distributor yields
+``(item, result)`` pairs **in the items' order**, so the report is the same
+whichever engine ran the work. Only a bounded number of items is in flight at
+once, so memory does not grow with the size of the batch.
+
+``LocalDistributor`` runs on this machine: in the calling thread (``jobs=1``)
+or in a pool of threads (``jobs>1``). Threads suffice because the heavy
+parts release the GIL: onnxruntime's ``run``, Pillow's decoders and
+encoders, and numpy, so one image's decode/encode overlaps another's
+inference.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Distributor(Protocol):
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+        """Apply ``fn`` to every item; yield ``(item, fn(item))`` in the items' order."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class LocalDistributor:
+    """This machine: ``jobs`` images in flight (1 = sequential, in the calling thread)."""
+
+    def __init__(self, jobs: int = 1, window: int | None = None):
+        if jobs < 1:
+            raise ValueError("jobs must be >= 1")
+        self.jobs = jobs
+        # A couple of items queued per worker keeps every worker busy while the
+        # driver writes report rows, without decoding the whole batch ahead.
+        self.window = window or 2 * jobs
+        self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="batchsr") if jobs > 1 else None
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+        if self._pool is None:
+            for item in items:
+                yield item, fn(item)
+            return
+        pending: deque = deque()
+        for item in items:
+            pending.append((item, self._pool.submit(fn, item)))
+            if len(pending) >= self.window:
+                done_item, fut = pending.popleft()
+                yield done_item, fut.result()
+        while pending:
+            done_item, fut = pending.popleft()
+            yield done_item, fut.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
