@@ -198,6 +198,41 @@ def _child_opencv(folder: str, out: str, algo: str, scale: str, pb: str) -> int:
     return 0
 
 
+def memory_bench(scale: int, jobs: int) -> list[dict]:
+    """Peak RSS of `batchsr` (defaults, PSNR included) on one 2700x2000 photo and on one of twice its
+    pixels, as JPEG, PNG and TIFF (the output keeps the format)."""
+    from PIL import Image
+
+    src = sorted((SHARED / "data/bsds500/val").glob("*.jpg"))[0]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="batchsr-mem-") as tmp:
+        for suffix in (".jpg", ".png", ".tif"):
+            for w, h in ((2700, 2000), (3818, 2828)):
+                folder = Path(tmp) / f"in_{w}x{h}{suffix}"
+                folder.mkdir()
+                with Image.open(src) as im:
+                    big = im.convert("RGB").resize((w, h), Image.BICUBIC)
+                    big.save(folder / f"scan{suffix}", **({"quality": 92} if suffix == ".jpg" else {}))
+                out = Path(tmp) / f"out_{w}x{h}{suffix}"
+                wall, rss, _ = _measure(_wrapped([sys.executable, "-m", "batchsr", str(folder), str(out), "--model",
+                                                  "default", "--scale", str(scale), "--jobs", str(jobs), "--quiet"]))
+                rows.append({"format": suffix[1:].upper(), "input": f"{w}x{h}", "output": f"{w * scale}x{h * scale}",
+                             "seconds": wall, "peak_rss_mib": rss})
+                print(f"  memory {suffix} {w}x{h}: {wall:.1f} s, peak RSS {rss:.0f} MiB", flush=True)
+                shutil.rmtree(out)
+    return rows
+
+
+def memory_table(rows: list[dict]) -> str:
+    lines = ["| format | input | output | seconds | peak RSS MiB | vs the smaller |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        first = next(x for x in rows if x["format"] == r["format"])
+        lines.append(f"| {r['format']} | {r['input']} | {r['output']} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['peak_rss_mib'] / first['peak_rss_mib']:.2f}x |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     lines = ["| set | method | images | output MP | seconds | output MP/s | vs OpenCV ESPCN | peak RSS MiB |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -224,7 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=int, default=3, choices=(2, 3, 4))
     ap.add_argument("--threads", type=int, help="batchsr inference threads (default: one per core)")
     ap.add_argument("--csv", type=Path, help="also write the results as CSV")
+    ap.add_argument("--memory", action="store_true", help="only the peak-memory check on two big photos")
     a = ap.parse_args(argv)
+    if a.memory:
+        print(f"batchsr memory bench on {os.cpu_count()} CPUs, x{a.scale}", flush=True)
+        print(memory_table(memory_bench(a.scale, 2)))
+        return 0
     print(f"batchsr bench on {os.cpu_count()} CPUs, x{a.scale}", flush=True)
     results = run_bench(a.images, a.large, a.scale, a.threads)
     print()

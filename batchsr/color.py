@@ -44,6 +44,14 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def rgb_to_plane(rgb: np.ndarray, channel: int) -> np.ndarray:
+    """One channel (0 Y, 1 Cb, 2 Cr) of :func:`rgb_to_ycbcr`, without the other two."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    out = rgb @ (_FORWARD[channel] / 255.0).astype(np.float32)
+    out += np.float32(_OFFSET[channel] / 255.0)
+    return out
+
+
 def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr`: YCbCr/255 (..., 3) -> RGB in [0, 1], float32.
 
@@ -86,7 +94,12 @@ def to_uint(x: np.ndarray, bits: int = 8) -> np.ndarray:
     """Float in [0, 1] -> rounded, clipped unsigned integers of ``bits`` (8 or 16)."""
     peak = (1 << bits) - 1
     dtype = np.uint8 if bits == 8 else np.uint16
-    return np.clip(np.rint(np.asarray(x, dtype=np.float32) * peak), 0, peak).astype(dtype)
+    if isinstance(x, np.ndarray) and x.dtype == np.uint8 and bits == 8:
+        return x  # already 8-bit: upscale_to_uint8 output travels as is
+    t = np.multiply(x, np.float32(peak), dtype=np.float32)  # one temporary, then in place
+    np.rint(t, out=t)
+    np.clip(t, 0, peak, out=t)
+    return t.astype(dtype)
 
 
 def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -98,6 +111,25 @@ def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
 
     im = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))  # float32 2-D -> mode "F"
     return np.asarray(im.resize((width, height), Image.BICUBIC), dtype=np.float32)
+
+
+def plane_image(plane: np.ndarray):
+    """A float32 plane as a Pillow mode "F" image, for repeated banded resizes."""
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))
+
+
+def resize_plane_rows(image, width: int, row0: int, row1: int, scale: int) -> np.ndarray:
+    """Rows ``row0:row1`` (LR) of a bicubic x``scale`` resize of a mode "F" image.
+
+    Pillow's ``box`` reads the source beyond the box where the filter needs
+    it, so bands equal the same rows of the whole-image resize.
+    """
+    from PIL import Image
+
+    out = image.resize((width, (row1 - row0) * scale), Image.BICUBIC, box=(0, row0, image.width, row1))
+    return np.asarray(out, dtype=np.float32)
 
 
 def merge(y_sr: np.ndarray, ycbcr_lr: np.ndarray) -> np.ndarray:

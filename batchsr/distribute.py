@@ -70,3 +70,30 @@ class LocalDistributor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class MemoryBudget:
+    """Bounds the output megapixels of the images in flight across worker threads.
+
+    Several small images run side by side; an image whose cost alone exceeds
+    the budget waits until it can run alone. So ``--jobs`` raises throughput
+    without multiplying the peak memory of big scans.
+    """
+
+    def __init__(self, budget: int):
+        import threading
+
+        self.budget = budget
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, cost: int) -> None:
+        with self._cond:
+            while self.used > 0 and self.used + cost > self.budget:
+                self._cond.wait()
+            self.used += cost
+
+    def release(self, cost: int) -> None:
+        with self._cond:
+            self.used -= cost
+            self._cond.notify_all()

@@ -26,7 +26,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -182,7 +182,8 @@ def to_array(im: Image.Image, notes: list[str]) -> tuple[np.ndarray, int]:
         im, mode = im.convert("RGBA"), "RGBA"
     if mode not in ("L", "LA", "RGB", "RGBA"):
         raise ImageError(f"unsupported image mode {mode}")
-    a = np.asarray(im, dtype=np.float32) / 255.0
+    a = np.asarray(im, dtype=np.float32)
+    a /= 255.0  # in place: a big scan must not cost two float copies
     if a.ndim == 2:
         a = a[..., None]
     return a, 8
@@ -406,21 +407,53 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _write_png16(f, u16: np.ndarray, *, exif: bytes | None, icc: bytes | None,
-                 dpi: tuple[float, float] | None, level: int) -> None:
-    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA) from uint16 (H, W, C), with metadata chunks.
+def _rechunk(bands: Iterable[np.ndarray], rows: int) -> Iterator[np.ndarray]:
+    """Regroup row bands of any heights into blocks of exactly ``rows`` rows (the last may be short)."""
+    buf: list[np.ndarray] = []
+    have = 0
+    for band in bands:
+        while band.shape[0]:
+            take = min(rows - have, band.shape[0])
+            buf.append(band[:take])
+            have += take
+            band = band[take:]
+            if have == rows:
+                yield buf[0] if len(buf) == 1 else np.concatenate(buf)
+                buf, have = [], 0
+    if buf:
+        yield buf[0] if len(buf) == 1 else np.concatenate(buf)
 
-    Rows use the Sub filter, which numpy computes in one step and which suits
-    photographs; any PNG reader undoes it.
+
+def _paeth_filter(raw: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    """PNG filter type 4 (Paeth) of a block of rows of bytes, vectorised.
+
+    PNG filters are defined on the raw bytes of the row and of the row above,
+    so a whole block filters in a few numpy operations. ``prev`` is the raw
+    row above the block (zeros for the first row).
     """
-    h, w, c = u16.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    bpp = 2 * c
-    raw = np.ascontiguousarray(u16.astype(">u2")).reshape(h, w * c).view(np.uint8)
-    filtered = raw.copy()
-    np.subtract(raw[:, bpp:], raw[:, :-bpp], out=filtered[:, bpp:])  # wraps modulo 256, as PNG wants
+    above = np.concatenate([prev[None], raw[:-1]]).astype(np.int16)
+    x = raw.astype(np.int16)
+    left = np.zeros_like(x)
+    left[:, bpp:] = x[:, :-bpp]
+    upleft = np.zeros_like(x)
+    upleft[:, bpp:] = above[:, :-bpp]
+    p = left + above - upleft
+    pa, pb, pc = np.abs(p - left), np.abs(p - above), np.abs(p - upleft)
+    pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, above, upleft))
+    return ((x - pred) & 0xFF).astype(np.uint8)
+
+
+def _write_png(f, bands: Iterable[np.ndarray], width: int, height: int, channels: int, bits: int, *,
+               exif: bytes | None, icc: bytes | None, dpi: tuple[float, float] | None, level: int) -> None:
+    """A PNG (8 or 16 bit; grey, grey+alpha, RGB or RGBA) streamed from uint row bands (rows, W, C).
+
+    Rows use the Paeth filter, which suits photographs; memory is one band,
+    not the image.
+    """
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    bpp = (bits // 8) * channels
     f.write(b"\x89PNG\r\n\x1a\n")
-    f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)))
+    f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, color_type, 0, 0, 0)))
     if icc:
         f.write(_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))
     if dpi:
@@ -429,36 +462,62 @@ def _write_png16(f, u16: np.ndarray, *, exif: bytes | None, icc: bytes | None,
     if exif:
         f.write(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
     comp = zlib.compressobj(level)
-    rows_per_block = max(1, (1 << 20) // (raw.shape[1] + 1))
-    for r0 in range(0, h, rows_per_block):
-        block = filtered[r0:r0 + rows_per_block]
-        data = np.concatenate([np.ones((block.shape[0], 1), np.uint8), block], axis=1)
+    row_bytes = width * bpp
+    prev = np.zeros(row_bytes, np.uint8)
+    rows_done = 0
+    for block in _rechunk(bands, max(1, (1 << 20) // (row_bytes + 1))):
+        if block.shape[1:] != (width, channels):
+            raise ValueError(f"band of shape {block.shape} does not fit a {width}x{height}x{channels} PNG")
+        be = block.astype(">u2") if bits == 16 else block.astype(np.uint8, copy=False)
+        raw = np.ascontiguousarray(be).reshape(block.shape[0], -1).view(np.uint8)
+        filtered = _paeth_filter(raw, prev, bpp)
+        prev = raw[-1].copy()
+        data = np.concatenate([np.full((raw.shape[0], 1), 4, np.uint8), filtered], axis=1)
         out = comp.compress(data.tobytes())
         if out:
             f.write(_chunk(b"IDAT", out))
+        rows_done += block.shape[0]
+    if rows_done != height:
+        raise ValueError(f"PNG got {rows_done} rows, expected {height}")
     f.write(_chunk(b"IDAT", comp.flush()))
     f.write(_chunk(b"IEND", b""))
 
 
-def _write_tiff(f, pixels: np.ndarray, *, exif: bytes | None, icc: bytes | None,
-                dpi: tuple[float, float] | None, level: int) -> None:
-    """A TIFF (deflate, horizontal predictor) from uint8 or uint16 (H, W, C), with EXIF, ICC and DPI.
+def _write_png16(f, u16: np.ndarray, *, exif: bytes | None, icc: bytes | None,
+                 dpi: tuple[float, float] | None, level: int) -> None:
+    """A 16-bit PNG from a whole uint16 (H, W, C) array (see :func:`_write_png`)."""
+    h, w, c = u16.shape
+    _write_png(f, [u16], w, h, c, 16, exif=exif, icc=icc, dpi=dpi, level=level)
+
+
+def _write_tiff(f, pixels, *, exif: bytes | None, icc: bytes | None,
+                dpi: tuple[float, float] | None, level: int, shape: tuple[int, int, int] | None = None,
+                bits: int | None = None) -> None:
+    """A TIFF (deflate, horizontal predictor), with EXIF, ICC and DPI, from uint8 or uint16
+    pixels: a whole (H, W, C) array, or row bands with ``shape`` and ``bits`` given.
 
     Used for every TIFF output: Pillow holds no 16-bit colour, and its libtiff
     writer fails on EXIF sub-directories (date taken, GPS). The directory is
     built by Pillow's own TIFF tag writer, which writes those sub-directories
-    the way Pillow's uncompressed TIFF save does.
+    the way Pillow's uncompressed TIFF save does. Strips are compressed as the
+    bands arrive, so only the compressed image is held, never the raw one.
     """
     from PIL import TiffImagePlugin, TiffTags
 
-    h, w, c = pixels.shape
-    nbytes = pixels.dtype.itemsize
-    little = pixels.astype("<u2" if nbytes == 2 else np.uint8)
-    diff = little.copy()
-    np.subtract(little[:, 1:], little[:, :-1], out=diff[:, 1:])  # predictor 2, modulo 2**bits
+    if shape is None:
+        shape, bits, bands = pixels.shape, 8 * pixels.dtype.itemsize, [pixels]
+    else:
+        bands = pixels
+    h, w, c = shape
+    nbytes = bits // 8
     row_bytes = w * c * nbytes
     rows = max(1, min(h, (1 << 20) // row_bytes))
-    strips = [zlib.compress(diff[r0:r0 + rows].tobytes(), level) for r0 in range(0, h, rows)]
+    strips = []
+    for block in _rechunk(bands, rows):
+        little = block.astype("<u2" if nbytes == 2 else np.uint8)
+        diff = little.copy()
+        np.subtract(little[:, 1:], little[:, :-1], out=diff[:, 1:])  # predictor 2, modulo 2**bits
+        strips.append(zlib.compress(diff.tobytes(), level))
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     if exif:
         ex = Image.Exif()
@@ -550,6 +609,42 @@ def save_atomic(image: Image.Image, dst: Path, fmt: str, *, exif: bytes | None =
     if fmt == "PNG":
         kw["compress_level"] = png_level
     write_atomic(Path(dst), lambda f: image.save(f, format=fmt, **kw), before_commit)
+
+
+def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height: int, channels: int,
+               bits: int, dst: Path, fmt: str, *, exif: bytes | None = None, icc: bytes | None = None,
+               dpi: tuple[float, float] | None = None, quality: int = 95, png_level: int = 6,
+               before_commit: Callable[[os.stat_result], None] | None = None) -> None:
+    """Write an image arriving as float row bands ``(row0, row1, (rows, W, C) in [0, 1])``, atomically.
+
+    PNG and TIFF are encoded as the bands arrive (16-bit input stays 16-bit
+    in them), so neither the float nor the integer image is ever whole in
+    memory. JPEG, WebP and BMP encoders need the whole picture: the bands are
+    pasted into one 8-bit Pillow image first. Any exception from the bands
+    (a model-output check) aborts the write and leaves no file.
+    """
+    from batchsr.color import to_uint
+
+    exif = _exif_for(exif, width, height)
+    if fmt in DEEP_FORMATS:
+        out_bits = 16 if bits == 16 else 8
+        ints = (to_uint(band, out_bits) for _, _, band in bands)
+        if fmt == "PNG":
+            write = lambda f: _write_png(f, ints, width, height, channels, out_bits, exif=exif,  # noqa: E731
+                                         icc=icc, dpi=dpi, level=png_level)
+        else:
+            write = lambda f: _write_tiff(f, ints, exif=exif, icc=icc, dpi=dpi, level=6,  # noqa: E731
+                                          shape=(height, width, channels), bits=out_bits)
+        write_atomic(Path(dst), write, before_commit)
+        return
+    keep = channels - 1 if fmt == "JPEG" and channels in (2, 4) else channels  # JPEG has no alpha
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[keep]
+    image = Image.new(mode, (width, height))
+    for r0, _, band in bands:
+        u8 = to_uint(band[..., :keep], 8)
+        image.paste(Image.fromarray(u8[..., 0] if keep == 1 else u8), (0, r0))
+    save_atomic(image, dst, fmt, exif=exif, icc=icc, dpi=dpi, quality=quality, png_level=png_level,
+                before_commit=before_commit)
 
 
 def save_pixels(pixels: np.ndarray, bits: int, dst: Path, fmt: str, *, exif: bytes | None = None,

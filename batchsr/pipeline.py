@@ -8,13 +8,14 @@ report row per discovered input.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,7 @@ from PIL import Image
 from batchsr import color, images, metrics, resume, tiling
 from batchsr.config import RunConfig
 from batchsr.degrade import degrade
+from batchsr.distribute import MemoryBudget
 from batchsr.discover import Job, Skip, discover
 from batchsr.lock import RunLock
 from batchsr.models import Model
@@ -33,6 +35,11 @@ log = logging.getLogger("batchsr")
 # fixed tiles so memory stays bounded by the tile, not the image.
 AUTO_WHOLE_MAX_PIXELS = 512 * 512
 AUTO_TILE = 256
+# Output pixels of the images in flight at once (--jobs > 1): about 0.5 GB of
+# output bytes and bands. A bigger image runs alone.
+MEMORY_BUDGET_PIXELS = 64_000_000
+# LR rows merged (chroma resize, YCbCr -> RGB, quantisation) at a time.
+MERGE_ROWS = 32
 
 
 def effective_tile(tile: int | None, height: int, width: int) -> int:
@@ -46,42 +53,91 @@ class OutputError(Exception):
     """The model produced something that must not be written (NaN, wrong size, ...)."""
 
 
-def _run_y(y: np.ndarray, model: Model, tile: int | None) -> np.ndarray:
-    h, w = y.shape
-    t = effective_tile(tile, h, w)
-    out = tiling.upscale_tiled(y, model.scale, t, model.radius, model.engine.run)
-    if not np.isfinite(out).all():
+def _check_band(y_sr: np.ndarray) -> None:
+    if not np.isfinite(y_sr).all():
         raise OutputError("model output contains NaN or infinity")
-    if out.size > 1 and float(out.max() - out.min()) == 0.0 and float(y.max() - y.min()) > 0.0:
-        raise OutputError("model output is constant for a non-constant image")
-    return out
 
 
-def upscale_pixels(pixels: np.ndarray, model: Model, tile: int | None = None) -> np.ndarray:
-    """Float (H, W, C) in [0, 1] -> float (sH, sW, C) in [0, 1].
+def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None
+                  ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Upscale float (H, W, C) pixels in [0, 1] band by band, top to bottom.
 
-    The model sees luma only: Y for colour, the grey level (as Y) for grey.
-    Chroma and alpha are upscaled bicubically.
+    Yields ``(row0, row1, band)``: output rows ``row0:row1`` as float
+    (rows, sW, C) in [0, 1]. Bands are the tile rows of the exact halo tiling,
+    so memory beyond the input and the caller's output buffer is bounded by
+    one band, not the image. The model sees luma only (Y for colour, the grey
+    level as Y for grey); chroma and alpha are upscaled bicubically, each band
+    with Pillow's ``box`` so it equals the same rows of a whole-image resize.
     """
     h, w, c = pixels.shape
     s = model.scale
-    alpha = None
-    if c in (2, 4):
-        alpha = np.clip(color.resize_plane(pixels[..., -1], w * s, h * s), 0.0, 1.0)
-        pixels = pixels[..., :-1]
-        c -= 1
-    if c == 1:
-        y_sr = _run_y(color.gray_to_y(pixels[..., 0]), model, tile)
-        out = color.y_to_gray(y_sr)[..., None]
+    has_alpha = c in (2, 4)
+    colour = c - has_alpha == 3
+    if colour:
+        # One plane at a time: a full YCbCr copy of a big scan is 12 bytes a pixel.
+        rgb = pixels[..., :3]
+        planes = [color.plane_image(color.rgb_to_plane(rgb, 1)), color.plane_image(color.rgb_to_plane(rgb, 2))]
+        y = color.rgb_to_plane(rgb, 0)
     else:
-        ycc = color.rgb_to_ycbcr(pixels)
-        y_sr = _run_y(ycc[..., 0], model, tile)
-        out = color.merge(y_sr, ycc)
-    np.clip(out, 0.0, 1.0, out=out)
-    if out.shape[:2] != (h * s, w * s):
-        raise OutputError(f"model output is {out.shape[1]}x{out.shape[0]}, expected {w * s}x{h * s}")
-    if alpha is not None:
-        out = np.concatenate([out, alpha[..., None]], axis=-1)
+        y = color.gray_to_y(pixels[..., 0])
+        planes = []
+    alpha = color.plane_image(pixels[..., -1]) if has_alpha else None
+    t = effective_tile(tile, h, w)
+    lo, hi = np.inf, -np.inf
+    parts: list[np.ndarray] = []
+    current = None
+    tiles = tiling.iter_tiles(y, s, t, model.radius, model.engine.run)
+    for tl, part in itertools.chain(tiles, [(None, None)]):  # lazily: one tile row in memory
+        if current is not None and (tl is None or tl.rows != current):
+            y_sr = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+            _check_band(y_sr)
+            lo, hi = min(lo, float(y_sr.min())), max(hi, float(y_sr.max()))
+            if y_sr.shape[1] != w * s:
+                raise OutputError(f"model output is {y_sr.shape[1]} wide, expected {w * s}")
+            # Merge in sub-bands: the float temporaries of a whole tile row of a
+            # wide image would cost several times the output's own bytes.
+            for r0 in range(current.core0, current.core1, MERGE_ROWS):
+                r1 = min(r0 + MERGE_ROWS, current.core1)
+                y_rows = y_sr[(r0 - current.core0) * s:(r1 - current.core0) * s]
+                if colour:
+                    cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
+                    band = color.ycbcr_to_rgb(np.stack([y_rows, cb, cr], axis=-1))
+                else:
+                    band = color.y_to_gray(y_rows)[..., None]
+                if alpha is not None:
+                    band = np.concatenate([band, color.resize_plane_rows(alpha, w * s, r0, r1, s)[..., None]], -1)
+                np.clip(band, 0.0, 1.0, out=band)
+                yield r0 * s, r1 * s, band
+            parts = []
+        if tl is None:
+            break
+        current = tl.rows
+        parts.append(part)
+    if h * w > 1 and hi - lo == 0.0 and float(y.max() - y.min()) > 0.0:
+        raise OutputError("model output is constant for a non-constant image")
+
+
+def upscale_pixels(pixels: np.ndarray, model: Model, tile: int | None = None) -> np.ndarray:
+    """Float (H, W, C) in [0, 1] -> float (sH, sW, C) in [0, 1] (see :func:`upscale_bands`)."""
+    h, w, c = pixels.shape
+    s = model.scale
+    out = np.empty((h * s, w * s, c), np.float32)
+    for r0, r1, band in upscale_bands(pixels, model, tile):
+        out[r0:r1] = band
+    return out
+
+
+def upscale_to_uint8(pixels: np.ndarray, model: Model, tile: int | None = None) -> np.ndarray:
+    """Float (H, W, C) in [0, 1] -> uint8 (sH, sW, C), never holding the float output whole.
+
+    Equal to ``to_uint(upscale_pixels(...), 8)``; a 8100x6000 output costs
+    its 146 MB of bytes plus one band, instead of 0.6 GB of floats.
+    """
+    h, w, c = pixels.shape
+    s = model.scale
+    out = np.empty((h * s, w * s, c), np.uint8)
+    for r0, r1, band in upscale_bands(pixels, model, tile):
+        out[r0:r1] = color.to_uint(band, 8)
     return out
 
 
@@ -90,7 +146,7 @@ def upscale_u8(image_u8: np.ndarray, model: Model, tile: int | None = None) -> n
     a = image_u8.astype(np.float32) / 255.0
     if a.ndim == 2:
         a = a[..., None]
-    out = color.to_uint(upscale_pixels(a, model, tile), 8)
+    out = upscale_to_uint8(a, model, tile)
     return out[..., 0] if image_u8.ndim == 2 else out
 
 
@@ -134,17 +190,20 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
         pic = images.load(job.src, cfg.max_pixels)
         row.width, row.height = pic.width, pic.height
         notes += pic.notes
-        out = upscale_pixels(pic.pixels, model, cfg.tile)
-        row.out_width, row.out_height = out.shape[1], out.shape[0]
         fmt = job.format
+        s = model.scale
+        row.out_width, row.out_height = pic.width * s, pic.height * s
         if fmt != pic.format and not (fmt == "JPEG" and pic.format == "MPO"):
             notes.append(f"{pic.format} written as {fmt}")
-        notes += images.save_notes(out, pic.bits, fmt)
+        notes += images.save_notes(pic.pixels, pic.bits, fmt)
         # Same print size: the pixels grew by the scale, so must the resolution.
-        dpi = (pic.dpi[0] * model.scale, pic.dpi[1] * model.scale) if pic.dpi else None
+        dpi = (pic.dpi[0] * s, pic.dpi[1] * s) if pic.dpi else None
         commit = (lambda st: on_commit(row, st)) if on_commit else None
-        images.save_pixels(out, pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
-                           quality=cfg.quality, before_commit=commit)
+        # Inference runs as the encoder pulls bands: memory is one band plus
+        # what the format's encoder must hold (nothing more for PNG and TIFF).
+        images.save_bands(upscale_bands(pic.pixels, model, cfg.tile), row.out_width, row.out_height,
+                          pic.pixels.shape[2], pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
+                          quality=cfg.quality, before_commit=commit)
         if cfg.psnr:
             # The output is written by now: a failing side experiment must not make it an error row.
             try:
@@ -175,6 +234,15 @@ def _progress(rows: Iterable, cfg: RunConfig, total: int) -> Iterable:
 
         return tqdm(rows, total=total, unit="img", dynamic_ncols=True)
     return rows
+
+
+def _output_pixels(src: Path, scale: int) -> int:
+    """Output pixels of an image from its header alone (0 when unreadable: process reports it)."""
+    try:
+        with Image.open(src) as im:
+            return im.width * im.height * scale * scale
+    except Exception:
+        return 0
 
 
 def make_distributor(cfg: RunConfig):
@@ -306,13 +374,20 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
                              out_width=row.out_width, out_height=row.out_height)
             return record
 
+        budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
+
         def work(pair):
             item, entry = pair
             if isinstance(item, Skip):
                 return _skip_row(item, model)
             if entry is not None:
                 return _up_to_date_row(item, output, model, entry)
-            return process(item, output, model, cfg, commit(item, _key(item, model, cfg)))
+            cost = _output_pixels(item.src, model.scale)
+            budget.acquire(cost)
+            try:
+                return process(item, output, model, cfg, commit(item, _key(item, model, cfg)))
+            finally:
+                budget.release(cost)
 
         try:
             with CsvReport(cfg.report_path) as report, make_distributor(cfg) as dist:
