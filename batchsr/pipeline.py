@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -239,8 +240,10 @@ def _progress(rows: Iterable, cfg: RunConfig, total: int) -> Iterable:
 def _output_pixels(src: Path, scale: int) -> int:
     """Output pixels of an image from its header alone (0 when unreadable: process reports it)."""
     try:
-        with Image.open(src) as im:
-            return im.width * im.height * scale * scale
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a corrupt header is process()'s to report, once
+            with Image.open(src) as im:
+                return im.width * im.height * scale * scale
     except Exception:
         return 0
 
