@@ -97,6 +97,9 @@ def run_parser() -> Parser:
     p.add_argument("--report", type=Path, metavar="PATH", help="CSV report path (default OUTPUT/batchsr-report.csv)")
     p.add_argument("--format", choices=FORMATS, default="keep", help="output format (default: keep the input's)")
     p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)")
+    p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
+                   help="zlib level of PNG and TIFF outputs (default 1: about 4x faster to encode than 6 "
+                        "for about 8%% larger files)")
     p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)")
     p.add_argument("--dry-run", action="store_true",
@@ -199,7 +202,8 @@ def cmd_run(argv: list[str]) -> int:
                     report=a.report, providers=tuple(model.engine.providers), quiet=a.quiet,
                     verbose=a.verbose, psnr=not a.no_psnr, format=a.format, quality=a.quality,
                     max_pixels=a.max_pixels, threads=a.threads or 0, dry_run=a.dry_run,
-                    overwrite=a.overwrite, jobs=a.jobs, html=a.html or a.html_sample is not None,
+                    overwrite=a.overwrite, jobs=a.jobs, compression=a.compression,
+                    html=a.html or a.html_sample is not None,
                     html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample)
     from batchsr.lock import Locked
     from batchsr.pipeline import run

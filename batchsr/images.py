@@ -617,7 +617,7 @@ def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height:
                before_commit: Callable[[os.stat_result], None] | None = None) -> None:
     """Write an image arriving as float row bands ``(row0, row1, (rows, W, C) in [0, 1])``, atomically.
 
-    PNG and TIFF are encoded as the bands arrive (16-bit input stays 16-bit
+    ``png_level`` is the zlib level of PNG and TIFF. PNG and TIFF are encoded as the bands arrive (16-bit input stays 16-bit
     in them), so neither the float nor the integer image is ever whole in
     memory. JPEG, WebP and BMP encoders need the whole picture: the bands are
     pasted into one 8-bit Pillow image first. Any exception from the bands
@@ -633,7 +633,7 @@ def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height:
             write = lambda f: _write_png(f, ints, width, height, channels, out_bits, exif=exif,  # noqa: E731
                                          icc=icc, dpi=dpi, level=png_level)
         else:
-            write = lambda f: _write_tiff(f, ints, exif=exif, icc=icc, dpi=dpi, level=6,  # noqa: E731
+            write = lambda f: _write_tiff(f, ints, exif=exif, icc=icc, dpi=dpi, level=png_level,  # noqa: E731
                                           shape=(height, width, channels), bits=out_bits)
         write_atomic(Path(dst), write, before_commit)
         return

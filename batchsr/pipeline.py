@@ -204,7 +204,7 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
         # what the format's encoder must hold (nothing more for PNG and TIFF).
         images.save_bands(upscale_bands(pic.pixels, model, cfg.tile), row.out_width, row.out_height,
                           pic.pixels.shape[2], pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
-                          quality=cfg.quality, before_commit=commit)
+                          quality=cfg.quality, png_level=cfg.compression, before_commit=commit)
         if cfg.psnr:
             # The output is written by now: a failing side experiment must not make it an error row.
             try:

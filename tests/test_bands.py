@@ -52,3 +52,26 @@ def test_memory_budget_lets_small_images_share_and_big_ones_run_alone():
     big_start = next(u for e, n, u in events if e == "start" and n == "big")
     assert big_start == 500  # nothing else in flight while the big image runs
     assert max(u for e, n, u in events if n in "ab") == 80  # the two small ones shared
+
+
+def test_compression_level_trades_size_not_pixels(tmp_path, random_model_path):
+    from PIL import Image
+
+    from batchsr.cli import main
+    src = tmp_path / "in"
+    src.mkdir()
+    yy, xx = np.mgrid[0:70, 0:90]
+    smooth = np.stack([128 + 100 * np.sin(xx / 9), 128 + 100 * np.cos(yy / 7), (xx + yy) % 256], -1)
+    Image.fromarray(smooth.astype(np.uint8)).save(src / "p.png")
+    Image.fromarray(smooth.astype(np.uint8)).save(src / "t.tif")
+    sizes, pixels = {}, {}
+    for level in (0, 1, 9):
+        out = tmp_path / f"o{level}"
+        assert main([str(src), str(out), "--model", str(random_model_path), "--compression", str(level),
+                     "--quiet"]) == 0
+        for name in ("p.png", "t.tif"):
+            sizes[level, name] = (out / name).stat().st_size
+            pixels[level, name] = np.asarray(Image.open(out / name))
+    for name in ("p.png", "t.tif"):
+        assert sizes[0, name] > sizes[9, name] and sizes[1, name] > sizes[9, name]
+        assert np.array_equal(pixels[0, name], pixels[9, name])
