@@ -667,20 +667,9 @@ def _csv_link(csv_path: Path, page_dir: Path) -> str:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".batchsr-tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; the page gets normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from batchsr.images import write_atomic
+
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _remove_old_builds(assets: Path, keep: str) -> None:
