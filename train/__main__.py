@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", type=Path, help="manifest to register the model in (default: beside --out)")
     a = ap.parse_args(argv)
 
+    from train.data import portable
     from train.loop import TrainConfig, config_from_state, load_state, train
 
     ckpt = a.ckpt
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     state = load_state(ckpt)
     overrides = dict(steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr, loss=a.loss, seed=a.seed,
                      ckpt_every=a.ckpt_every, max_images=a.max_images,
-                     data_dirs=tuple(a.data) if a.data else None)
+                     data_dirs=tuple(portable(d) for d in a.data) if a.data else None)
     if state is not None:
         cfg = config_from_state(state, **overrides)
         if a.arch and a.arch != cfg.arch or a.scale and a.scale != cfg.scale:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import keras
@@ -11,9 +12,28 @@ from PIL import Image
 from batchsr.color import rgb_to_y
 from batchsr.degrade import degrade
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+# Stored in checkpoints relative to the repository root, so a checkpoint
+# resumes from any clone that has ../shared beside it.
 # B100 (bsds500/val), Set5 and Set14 are evaluation sets: never train on them.
-TRAIN_DIRS = (SHARED / "data/bsds500/train", SHARED / "data/bsds500/test")
+TRAIN_DIRS = ("../shared/data/bsds500/train", "../shared/data/bsds500/test")
+
+
+def portable(d: str | Path) -> str:
+    """A data folder as stored in a checkpoint: relative to the repository root."""
+    return os.path.relpath(Path(d).resolve(), ROOT)
+
+
+def resolve_dir(d: str | Path) -> Path:
+    """A stored data folder -> a path here. Absolute paths from older checkpoints that
+    no longer exist are re-rooted at this clone's ../shared."""
+    p = Path(d)
+    if not p.is_absolute():
+        return ROOT / p
+    if not p.exists() and "shared" in p.parts:
+        return SHARED.joinpath(*p.parts[p.parts.index("shared") + 1:])
+    return p
 FORBIDDEN = ("bsds500/val", "benchmarks")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -22,7 +42,7 @@ def list_images(dirs) -> list[Path]:
     """Sorted image files under ``dirs``; refuses the evaluation sets."""
     files: list[Path] = []
     for d in dirs:
-        d = Path(d)
+        d = resolve_dir(d)
         posix = d.resolve().as_posix()
         if any(f in posix for f in FORBIDDEN):
             raise ValueError(f"{d} is an evaluation set; training on it is not allowed")

@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from train.archs import ARCHS, facts
-from train.data import TRAIN_DIRS, PatchDataset, list_images, load_pairs
+from train.data import TRAIN_DIRS, PatchDataset, list_images, load_pairs, portable, resolve_dir
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class TrainConfig:
     loss: str = "l1"
     seed: int = 0
     ckpt_every: int = 200
-    data_dirs: tuple[str, ...] = field(default_factory=lambda: tuple(str(d) for d in TRAIN_DIRS))
+    data_dirs: tuple[str, ...] = TRAIN_DIRS
     max_images: int = 0  # 0 = all; tests use a handful
 
 
@@ -108,7 +108,7 @@ def restore(model: keras.Model, ckpt: Path) -> None:
 
 def config_from_state(state: dict, **overrides) -> TrainConfig:
     raw = dict(state["config"])
-    raw["data_dirs"] = tuple(raw["data_dirs"])
+    raw["data_dirs"] = tuple(portable(resolve_dir(d)) for d in raw["data_dirs"])
     cfg = TrainConfig(**raw)
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
