@@ -38,12 +38,13 @@ lost node) is replaced and its images are tried once more; an image that
 kills a worker twice gets an error row like any other bad input.
 
 Why plain actors and not Ray Data's ``map_batches`` with an actor pool:
-measured on the 2-core machine of the README (``python -m
-batchsr.bench_engines --dispatch``), Ray Data cost about 20 ms of dispatch
-per item at ``batch_size=1`` and started a new actor pool for each run,
-against about 4 ms per call for actors fed through ``ray.wait``; and the
-driver must interleave its own skip rows, probe every worker and turn a
-worker's death into one image's error row, which plain actors make direct.
+measured on the README's 2-core machine (``python -m batchsr.bench_engines
+--dispatch``, 30 ms no-op items, one per call as images differ in size), Ray
+Data cost 26 ms per item where the ideal is 15 and plain actors fed through
+``ray.wait`` 17, and it spent 6 s per run planning and starting its pool.
+The driver must also interleave its own skip rows in order, probe every
+worker, and turn a worker's death into a retry or one image's error row,
+which plain actors make direct.
 """
 
 from __future__ import annotations
