@@ -94,11 +94,13 @@ def run_parser() -> Parser:
     p.add_argument("output", metavar="OUTPUT", type=Path, help="folder to write the upscaled images to")
     _add_model_options(p)
     p.add_argument("--jobs", type=_positive, default=2, metavar="N",
-                   help="images in flight at once, so decoding and encoding overlap inference (default 2)")
+                   help="images in flight at once, so decoding and encoding overlap inference (default 2; "
+                        "with --engine ray, per worker)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="where the images are processed: this machine (default) or a Ray cluster "
                         "(pip install 'batchsr[ray]'; INPUT and OUTPUT must be on a filesystem every node "
-                        "mounts at the same path)")
+                        "mounts at the same path; each worker takes --threads CPUs, default 2, and --jobs "
+                        "images at a time)")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="with --engine ray: join the cluster at ADDR (auto, or HOST:PORT of its head); "
                         "default: start Ray on this machine")
