@@ -26,8 +26,9 @@ so outputs, rows and atomic writes cannot differ.
   before anything is processed.
 - Work streams: the driver sends a job (paths, not pixels) only when an actor
   has room (``2 x --jobs`` queued per actor), yields the results in input
-  order, and holds at most a window of results, so the driver's memory does
-  not grow with the images or the batch.
+  order, and holds at most a window of results: no image is ever decoded on
+  the driver, whose memory is the plan (a few hundred bytes per file, as
+  with the local engine) plus that window.
 
 A worker returns the row and the finished file's stat, and the driver writes
 the resume record on receipt, after the worker renamed the output into
@@ -41,7 +42,7 @@ Why plain actors and not Ray Data's ``map_batches`` with an actor pool:
 measured on the README's 2-core machine (``python -m batchsr.bench_engines
 --dispatch``, 30 ms no-op items, one per call as images differ in size), Ray
 Data cost 26 ms per item where the ideal is 15 and plain actors fed through
-``ray.wait`` 17, and it spent 6 s per run planning and starting its pool.
+``ray.wait`` 17, and it spent about 6 s per run planning and starting its pool.
 The driver must also interleave its own skip rows in order, probe every
 worker, and turn a worker's death into a retry or one image's error row,
 which plain actors make direct.
@@ -88,7 +89,8 @@ def runtime_env() -> dict:
     """The Ray runtime environment batchsr's workers need: this batchsr package, shipped by Ray.
 
     batchsr passes it to ``ray.init``; a program that starts Ray itself before
-    running batchsr (a notebook, the tests) must pass it too.
+    running batchsr (a notebook, the tests) passes it too, unless every node
+    has this very batchsr installed (the workers' code is checked either way).
     """
     return {"py_modules": [str(PACKAGE_DIR)]}
 

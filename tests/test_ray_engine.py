@@ -241,3 +241,22 @@ def test_ray_address_without_engine_ray_is_a_usage_error(tmp_path, random_model_
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "a.png"), str(tmp_path / "out"), "--ray-address", "auto"])
     assert e.value.code == 2 and "--ray-address needs --engine ray" in capsys.readouterr().err
+
+
+def test_a_worker_that_cannot_build_its_session_stops_the_run_with_one_line(cluster, tmp_path, random_model,
+                                                                           random_model_path):
+    from batchsr.discover import Job
+    from batchsr.distribute import EngineUnavailable
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    out.mkdir()
+    photo(0, 8, 8).save(inp / "a.png")
+    # Asked for a provider that the worker nodes lack (the driver was not asked to run the model).
+    cfg = RunConfig(input=inp, output=out, model=str(random_model_path), scale=3, engine="ray",
+                    providers=("NoSuchExecutionProvider",))
+    with pytest.raises(EngineUnavailable) as e:
+        pipeline.make_distributor(cfg, random_model, [Job(src=inp / "a.png", rel=Path("a.png"))])
+    assert str(e.value).startswith("a Ray worker could not start: batchsr.engine.EngineError: provider "
+                                   "NoSuchExecutionProvider is not available here")
+    assert "\n" not in str(e.value) and list(out.iterdir()) == []
