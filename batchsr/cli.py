@@ -30,7 +30,8 @@ other commands:
 """
 EPILOG = """\
 exit codes: 0 every image ok or skipped, 1 some images failed (see the report) or the --html
-page could not be written, 2 usage error, 3 OUTPUT is locked by another running batchsr.
+page could not be written, 2 usage error (or --engine ray cannot run: Ray missing or unreachable,
+a worker that cannot see INPUT or OUTPUT), 3 OUTPUT is locked by another running batchsr.
 
 A rerun skips images whose output is up to date (same input, model and
 settings); a run that was interrupted or killed is finished by running it again.
@@ -93,7 +94,16 @@ def run_parser() -> Parser:
     p.add_argument("output", metavar="OUTPUT", type=Path, help="folder to write the upscaled images to")
     _add_model_options(p)
     p.add_argument("--jobs", type=_positive, default=2, metavar="N",
-                   help="images in flight at once, so decoding and encoding overlap inference (default 2)")
+                   help="images in flight at once, so decoding and encoding overlap inference (default 2; "
+                        "with --engine ray, per worker)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the images are processed: this machine (default) or a Ray cluster "
+                        "(pip install 'batchsr[ray]'; INPUT and OUTPUT must be on a filesystem every node "
+                        "mounts at the same path; each worker takes --threads CPUs, default 2, and --jobs "
+                        "images at a time)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --engine ray: join the cluster at ADDR (auto, or HOST:PORT of its head); "
+                        "default: start Ray on this machine")
     p.add_argument("--report", type=Path, metavar="PATH", help="CSV report path (default OUTPUT/batchsr-report.csv)")
     p.add_argument("--format", choices=FORMATS, default="keep", help="output format (default: keep the input's)")
     p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)")
@@ -196,15 +206,29 @@ def cmd_run(argv: list[str]) -> int:
         p.error("OUTPUT must differ from INPUT (batchsr never overwrites its inputs)")
     if not 1 <= a.quality <= 100:
         p.error("--quality must be between 1 and 100")
+    if a.ray_address and a.engine != "ray":
+        p.error("--ray-address needs --engine ray")
+    from batchsr.distribute import EngineUnavailable
+
+    if a.engine == "ray":
+        from batchsr.ray_engine import require_ray
+
+        try:
+            require_ray()
+        except EngineUnavailable as exc:
+            p.error(str(exc))
     _setup_logging(a.quiet, a.verbose)
     model = _load_model(a, p.error)
+    # The providers asked for, not this machine's pick: a Ray worker on a GPU node picks its own.
+    providers = tuple(model.engine.providers) if a.providers else None
     cfg = RunConfig(input=a.input, output=a.output, scale=model.scale, model=a.model, tile=a.tile,
-                    report=a.report, providers=tuple(model.engine.providers), quiet=a.quiet,
+                    report=a.report, providers=providers, quiet=a.quiet,
                     verbose=a.verbose, psnr=not a.no_psnr, format=a.format, quality=a.quality,
                     max_pixels=a.max_pixels, threads=a.threads or 0, dry_run=a.dry_run,
                     overwrite=a.overwrite, jobs=a.jobs, compression=a.compression,
                     html=a.html or a.html_sample is not None,
-                    html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample)
+                    html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample,
+                    engine=a.engine, ray_address=a.ray_address)
     from batchsr.lock import Locked
     from batchsr.pipeline import run
 
@@ -213,6 +237,9 @@ def cmd_run(argv: list[str]) -> int:
     except Locked as exc:
         print(f"batchsr: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except EngineUnavailable as exc:  # nothing was processed
+        print(f"batchsr: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:  # OUTPUT or the report cannot be written at all
         if a.verbose:
             raise

@@ -25,6 +25,8 @@ class RunConfig:
     when small, fixed tiles when large); 0 forces the whole image.
     ``dry_run`` writes nothing (not even OUTPUT or the report); ``overwrite``
     redoes outputs that earlier runs finished and that are up to date.
+    ``engine`` "ray" runs the images on a Ray cluster (``ray_address``) with
+    the same outputs and report as "local".
     """
 
     input: Path
@@ -49,6 +51,10 @@ class RunConfig:
     html_sample: int = DEFAULT_HTML_SAMPLE  # images shown as before/after figures
     dry_run: bool = False  # list what would be done; write nothing
     overwrite: bool = False  # reprocess outputs that are up to date
+    # Where the per-image work runs: "local" (this machine) or "ray" (batchsr.ray_engine).
+    engine: str = "local"
+    # Ray only: None starts Ray on this machine; "auto" or HOST:PORT joins a running cluster.
+    ray_address: str | None = None
 
     @property
     def report_path(self) -> Path:

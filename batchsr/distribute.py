@@ -7,6 +7,11 @@ and a function that turns one item into its result; the distributor yields
 whichever engine ran the work. Only a bounded number of items is in flight at
 once, so memory does not grow with the size of the batch.
 
+Engines that run elsewhere (``batchsr.ray_engine``) cannot call a closure of
+the driver on another machine: they need ``fn`` split into the part only the
+driver may do and the per-image part they ship, which ``pipeline.FolderWork``
+provides.
+
 ``LocalDistributor`` runs on this machine: in the calling thread (``jobs=1``)
 or in a pool of threads (``jobs>1``). Threads suffice because the heavy
 parts release the GIL: onnxruntime's ``run``, Pillow's decoders and
@@ -22,6 +27,12 @@ from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class EngineUnavailable(Exception):
+    """The chosen engine cannot run this job at all (not installed, cluster unreachable,
+    a worker that cannot see INPUT or OUTPUT). The message is one actionable line; nothing
+    was processed."""
 
 
 class Distributor(Protocol):

@@ -109,20 +109,37 @@ def load(model: str = "default", scale: int | None = None, options: EngineOption
     digest = sha256_file(entry.path)
     if entry.sha256 is not None and digest != entry.sha256:
         raise ModelError(f"{entry.path} is corrupt (checksum mismatch); reinstall batchsr")
-    engine = Engine(entry.path, options)
+    # Shipped models are labelled by the name asked for (default, fast, ...), files by their stem.
+    return _open(entry.path, str(entry.path), entry.name, digest, scale, options)
+
+
+def from_bytes(data: bytes, name: str, sha256: str, options: EngineOptions = EngineOptions()) -> Model:
+    """Open a model from its file's bytes, e.g. on a cluster node that lacks the file.
+
+    Raises ModelError unless the bytes hash to ``sha256``, so every node runs
+    exactly the model the driver loaded; ``name`` is the label it had there.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ModelError(f"model {name}: the bytes received do not match its checksum")
+    return _open(data, f"model {name}", name, digest, None, options)
+
+
+def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | None,
+          options: EngineOptions) -> Model:
+    engine = Engine(source, options)
     meta = engine.metadata
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
-        raise ModelError(f"{entry.path} lacks batchsr metadata ({', '.join(missing)}); "
+        raise ModelError(f"{what} lacks batchsr metadata ({', '.join(missing)}); "
                          f"export it with `python -m train export`")
     try:
         model_scale, radius = int(meta["scale"]), int(meta["receptive_radius"])
     except ValueError:
-        raise ModelError(f"{entry.path} has malformed batchsr metadata") from None
+        raise ModelError(f"{what} has malformed batchsr metadata") from None
     if scale and model_scale != scale:
-        raise ModelError(f"{entry.path} is an x{model_scale} model, but --scale {scale} was asked for")
-    # Shipped models are labelled by the name asked for (default, fast, ...), files by their stem.
-    return Model(entry.name, model_scale, radius, engine, meta, digest)
+        raise ModelError(f"{what} is an x{model_scale} model, but --scale {scale} was asked for")
+    return Model(name, model_scale, radius, engine, meta, digest)
 
 
 @lru_cache(maxsize=8)
@@ -131,4 +148,5 @@ def cached(model: str = "default", scale: int | None = None) -> Model:
     return load(model, scale)
 
 
-__all__ = ["EngineError", "Model", "ModelEntry", "ModelError", "load", "cached", "resolve", "shipped"]
+__all__ = ["EngineError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "cached", "resolve",
+           "shipped"]

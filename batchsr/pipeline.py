@@ -248,10 +248,21 @@ def _output_pixels(src: Path, scale: int) -> int:
         return 0
 
 
-def make_distributor(cfg: RunConfig):
-    """The engine that runs the per-image work (``--jobs`` images in flight on this machine)."""
+def make_distributor(cfg: RunConfig, model: Model | None = None, todo: list[Job] | None = None):
+    """The engine that runs the per-image work: this machine (``--jobs`` images in flight) or Ray.
+
+    ``todo`` are the jobs that need the model; the Ray engine sizes its pool by
+    them and checks that its workers can read the first. With nothing to do, no
+    cluster is started: every row is the driver's own.
+    """
     from batchsr.distribute import LocalDistributor
 
+    if cfg.engine not in ("local", "ray"):
+        raise ValueError(f"unknown engine {cfg.engine!r} (local or ray)")
+    if cfg.engine == "ray" and todo:
+        from batchsr.ray_engine import RayDistributor
+
+        return RayDistributor(cfg, model, todo)
     return LocalDistributor(cfg.jobs)
 
 
@@ -314,6 +325,55 @@ def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
     return out
 
 
+class FolderWork:
+    """The per-item work of one folder run, in the parts a cluster engine must keep apart.
+
+    Called on a ``(item, state entry)`` pair from :func:`plan`, it does all of
+    it here and returns the item's Row (the local engine). A remote engine
+    instead takes :meth:`ready_row` on the driver, ships the jobs it leaves to
+    workers that run :func:`process` with the same ``cfg``, and hands each
+    finished output back to :meth:`record` on the driver, which alone writes
+    the resume state.
+    """
+
+    def __init__(self, cfg: RunConfig, model: Model, state: resume.State):
+        self.cfg, self.model, self.state = cfg, model, state
+        self.output = Path(cfg.output)
+        # Shared by the local engine's threads, so --jobs never multiplies big scans' memory.
+        self.budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
+
+    def ready_row(self, pair: tuple[Job | Skip, dict | None]) -> Row | None:
+        """The row of an item settled without the model (skipped, refused, up to date), else None."""
+        item, entry = pair
+        if isinstance(item, Skip):
+            return _skip_row(item, self.model)
+        if entry is not None:
+            return _up_to_date_row(item, self.output, self.model, entry)
+        return None
+
+    def key(self, job: Job) -> str | None:
+        """The resume key of ``job``'s output, taken before it is processed."""
+        return _key(job, self.model, self.cfg)
+
+    def record(self, job: Job, key: str | None, row: Row, stat: os.stat_result) -> None:
+        """Note in the resume state that ``job``'s output (whose finished file has ``stat``) is done."""
+        self.state.record(job.rel.as_posix(), key, stat, width=row.width, height=row.height,
+                          out_width=row.out_width, out_height=row.out_height)
+
+    def __call__(self, pair: tuple[Job | Skip, dict | None]) -> Row:
+        row = self.ready_row(pair)
+        if row is not None:
+            return row
+        job = pair[0]
+        key = self.key(job)
+        cost = _output_pixels(job.src, self.model.scale)
+        self.budget.acquire(cost)
+        try:
+            return process(job, self.output, self.model, self.cfg, lambda r, st: self.record(job, key, r, st))
+        finally:
+            self.budget.release(cost)
+
+
 def _say(text: str) -> None:
     # File names need not be valid in stdout's encoding: escape, never crash.
     enc = getattr(sys.stdout, "encoding", None) or "utf-8"
@@ -371,29 +431,13 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
         summary = Summary()
         interactive = not cfg.quiet and sys.stderr.isatty()
 
-        def commit(job: Job, key: str | None) -> Callable[[Row, os.stat_result], None]:
-            def record(row: Row, st: os.stat_result) -> None:
-                state.record(job.rel.as_posix(), key, st, width=row.width, height=row.height,
-                             out_width=row.out_width, out_height=row.out_height)
-            return record
-
-        budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
-
-        def work(pair):
-            item, entry = pair
-            if isinstance(item, Skip):
-                return _skip_row(item, model)
-            if entry is not None:
-                return _up_to_date_row(item, output, model, entry)
-            cost = _output_pixels(item.src, model.scale)
-            budget.acquire(cost)
-            try:
-                return process(item, output, model, cfg, commit(item, _key(item, model, cfg)))
-            finally:
-                budget.release(cost)
+        work = FolderWork(cfg, model, state)
+        todo = [item for item, entry in items if isinstance(item, Job) and entry is None]
 
         try:
-            with CsvReport(cfg.report_path) as report, make_distributor(cfg) as dist:
+            # The engine starts first: one that cannot run (a Ray worker that cannot
+            # see INPUT) fails before the previous report is replaced by an empty one.
+            with make_distributor(cfg, model, todo) as dist, CsvReport(cfg.report_path) as report:
                 for _, row in _progress(dist.map(work, items), cfg, len(items)):
                     report.write(row)
                     summary.add(row)

@@ -74,3 +74,14 @@ def test_scale_must_match_the_file(tmp_path):
     assert models.load(str(p)).scale == 2
     with pytest.raises(ModelError, match="x2 model"):
         models.load(str(p), 3)
+
+
+def test_a_model_from_its_bytes_is_the_same_model_and_its_checksum_is_enforced(random_model_path):
+    on_disk = models.load(str(random_model_path))
+    data = random_model_path.read_bytes()
+    shipped = models.from_bytes(data, on_disk.name, on_disk.sha256)
+    assert (shipped.label, shipped.radius, shipped.sha256) == (on_disk.label, on_disk.radius, on_disk.sha256)
+    y = np.random.default_rng(0).random((9, 11), np.float32)
+    assert np.array_equal(shipped.engine.run(y), on_disk.engine.run(y))
+    with pytest.raises(ModelError, match="do not match its checksum"):
+        models.from_bytes(data[:-1] + bytes([data[-1] ^ 1]), on_disk.name, on_disk.sha256)
