@@ -24,6 +24,8 @@ ALIASES = {"coreml": "CoreMLExecutionProvider", "cuda": "CUDAExecutionProvider",
 # Options for providers whose defaults do not suit us. CoreML: ML Program
 # format on all compute units (CPU, GPU, Neural Engine); our fixed tile shapes
 # keep its per-shape compilation to one or two shapes per run.
+BATCHING_PROVIDERS = {"CUDAExecutionProvider", "CoreMLExecutionProvider", "TensorrtExecutionProvider",
+                      "DmlExecutionProvider", "ROCMExecutionProvider"}
 PROVIDER_OPTIONS = {
     "CoreMLExecutionProvider": {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"},
 }
@@ -112,6 +114,12 @@ class Engine:
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.providers: list[str] = list(self._session.get_providers())
         log.debug("onnxruntime providers: %s", ", ".join(self.providers))
+
+    @property
+    def batches(self) -> bool:
+        """Whether feeding several tiles per call pays: accelerators do, the CPU gains nothing
+        and would hold every tile's activations at once."""
+        return bool(self.providers) and self.providers[0] in BATCHING_PROVIDERS
 
     def run(self, y: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(y, dtype=np.float32)[None, :, :, None]

@@ -66,21 +66,33 @@ def plan(height: int, width: int, tile: int, radius: int) -> list[Tile]:
 
 
 def iter_tiles(image: np.ndarray, scale: int, tile: int, radius: int,
-               model: Callable[[np.ndarray], np.ndarray]) -> Iterator[tuple[Tile, np.ndarray]]:
+               model: Callable[[np.ndarray], np.ndarray],
+               model_batch: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> Iterator[tuple[Tile, np.ndarray]]:
     """Run ``model`` tile by tile; yield each tile with its cropped output (its core, upscaled).
 
     ``image`` is 2-D (H, W); ``model`` maps an (h, w) window to (h*scale, w*scale).
+    With ``model_batch`` ((n, h, w) -> (n, h*scale, w*scale)), the windows of
+    one tile row, which all have the same shape, run in one call: a GPU or
+    the Neural Engine is fed a batch instead of one small window at a time.
     """
     h, w = image.shape
-    for t in plan(h, w, tile, radius):
-        r, c = t.rows, t.cols
-        out = model(image[r.win0:r.win1, c.win0:c.win1])
-        expected = ((r.win1 - r.win0) * scale, (c.win1 - c.win0) * scale)
-        if out.shape != expected:
-            raise ValueError(f"model returned {out.shape[1]}x{out.shape[0]} for a window that needs "
-                             f"{expected[1]}x{expected[0]} (scale {scale})")
-        y0, x0 = (r.core0 - r.win0) * scale, (c.core0 - c.win0) * scale
-        yield t, out[y0:y0 + (r.core1 - r.core0) * scale, x0:x0 + (c.core1 - c.core0) * scale]
+    col_spans = spans(w, tile, radius)
+    for r_span in spans(h, tile, radius):
+        row = [Tile(r_span, c) for c in col_spans]
+        windows = [image[t.rows.win0:t.rows.win1, t.cols.win0:t.cols.win1] for t in row]
+        if model_batch is not None and len(row) > 1:
+            outs = list(model_batch(np.stack(windows)))
+        else:
+            outs = [model(win) for win in windows]
+        for t, win, out in zip(row, windows, outs):
+            r, c = t.rows, t.cols
+            expected = (win.shape[0] * scale, win.shape[1] * scale)
+            if out.shape != expected:
+                raise ValueError(f"model returned {out.shape[1]}x{out.shape[0]} for a window that needs "
+                                 f"{expected[1]}x{expected[0]} (scale {scale})")
+            y0, x0 = (r.core0 - r.win0) * scale, (c.core0 - c.win0) * scale
+            yield t, out[y0:y0 + (r.core1 - r.core0) * scale, x0:x0 + (c.core1 - c.core0) * scale]
 
 
 def upscale_tiled(image: np.ndarray, scale: int, tile: int, radius: int,

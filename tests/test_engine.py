@@ -36,3 +36,13 @@ def test_parse_aliases():
 def test_engine_reports_its_providers(random_model):
     assert random_model.engine.providers[-1] == CPU
     assert random_model.radius == 4 and random_model.scale == 3
+
+
+@pytest.mark.parametrize("providers,expected", [([CUDA, CPU], True), ([COREML, CPU], True), ([CPU], False),
+                                                ([], False)])
+def test_tiles_are_batched_on_accelerators_only(providers, expected):
+    from types import SimpleNamespace
+
+    from batchsr.engine import Engine
+
+    assert Engine.batches.fget(SimpleNamespace(providers=providers)) is expected

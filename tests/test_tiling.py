@@ -59,3 +59,26 @@ def test_wrong_model_output_size_is_reported():
 
     with pytest.raises(ValueError, match="scale 3"):
         tiling.upscale_tiled(np.zeros((5, 5), np.float32), 3, 0, 1, bad)
+
+
+def test_batched_tile_rows_equal_single_tiles(random_model):
+    # What a GPU or CoreML session gets: each tile row's same-shaped windows in one call.
+    rng = np.random.default_rng(5)
+    y = rng.uniform(0.06, 0.92, (50, 61)).astype(np.float32)
+    calls = []
+
+    def batch(windows):
+        calls.append(windows.shape)
+        return random_model.engine.run_batch(windows)
+
+    single = list(tiling.iter_tiles(y, 3, 16, random_model.radius, random_model.engine.run))
+    batched = list(tiling.iter_tiles(y, 3, 16, random_model.radius, random_model.engine.run, batch))
+    assert [t for t, _ in single] == [t for t, _ in batched]
+    for (_, a), (_, b) in zip(single, batched):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+    assert calls and all(n == 4 for n, *_ in calls)  # 4 windows per tile row, one call each
+    assert len({shape[1:] for shape in calls}) == 1  # one fixed window shape
+
+
+def test_engine_batches_only_on_accelerators(random_model):
+    assert random_model.engine.batches is False  # the CPU
