@@ -103,7 +103,7 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None
                 y_rows = y_sr[(r0 - current.core0) * s:(r1 - current.core0) * s]
                 if colour:
                     cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
-                    band = color.ycbcr_to_rgb(np.stack([y_rows, cb, cr], axis=-1))
+                    band = color.planes_to_rgb(y_rows, cb, cr)
                 else:
                     band = color.y_to_gray(y_rows)[..., None]
                 if alpha is not None:

@@ -50,3 +50,10 @@ def test_merge_with_unchanged_luma_is_bicubic_colour():
     direct = np.stack([color.resize_plane(rgb[..., c], 36, 30) for c in range(3)], -1)
     assert merged.shape == (30, 36, 3)
     assert np.abs(merged - direct).max() < 1e-4
+
+
+def test_planes_to_rgb_is_ycbcr_to_rgb():
+    ycc = np.random.default_rng(3).uniform(0, 1, (7, 9, 3)).astype(np.float32)
+    a = color.ycbcr_to_rgb(ycc)
+    b = color.planes_to_rgb(ycc[..., 0], ycc[..., 1], ycc[..., 2])
+    assert np.abs(a - b).max() < 1e-5
