@@ -2,7 +2,7 @@
 bit depth preserved, and atomic writes.
 
 ``load`` returns float pixels in [0, 1] plus what must travel to the output
-(EXIF with the orientation reset, ICC profile, DPI). ``save_pixels`` writes a
+(EXIF with the orientation reset, ICC profile, DPI). ``save_bands`` writes a
 temporary file beside the destination and renames it, so no final path ever
 holds a partial image.
 
@@ -653,25 +653,8 @@ def save_pixels(pixels: np.ndarray, bits: int, dst: Path, fmt: str, *, exif: byt
                 icc: bytes | None = None, dpi: tuple[float, float] | None = None,
                 quality: int = 95, png_level: int = 6,
                 before_commit: Callable[[os.stat_result], None] | None = None) -> None:
-    """Write float (H, W, C) pixels in [0, 1] to ``dst`` as ``fmt``, atomically.
-
-    16-bit pixels stay 16-bit in PNG and TIFF (16-bit grey PNG through
-    Pillow; 16-bit colour PNG and every TIFF through batchsr's own writers);
-    other formats get 8 bits.
-    """
-    from batchsr.color import to_uint
-
+    """Write whole float (H, W, C) pixels in [0, 1] to ``dst`` as ``fmt``, atomically:
+    :func:`save_bands` with a single band (16-bit stays 16-bit in PNG and TIFF)."""
     h, w, c = pixels.shape
-    exif = _exif_for(exif, w, h)
-    if fmt == "TIFF":
-        arr = to_uint(pixels, 16 if bits == 16 else 8)
-        write_atomic(Path(dst), lambda f: _write_tiff(f, arr, exif=exif, icc=icc, dpi=dpi, level=6),
-                     before_commit)
-        return
-    if bits == 16 and fmt == "PNG" and c > 1:
-        u16 = to_uint(pixels, 16)
-        write_atomic(Path(dst), lambda f: _write_png16(f, u16, exif=exif, icc=icc, dpi=dpi, level=png_level),
-                     before_commit)
-        return
-    save_atomic(to_pillow(pixels, bits, fmt), dst, fmt, exif=exif, icc=icc, dpi=dpi, quality=quality,
-                png_level=png_level, before_commit=before_commit)
+    save_bands([(0, h, pixels)], w, h, c, bits, dst, fmt, exif=exif, icc=icc, dpi=dpi, quality=quality,
+               png_level=png_level, before_commit=before_commit)
