@@ -169,13 +169,17 @@ def cmd_eval(argv: list[str]) -> int:
         folders.append((name or Path(path).name, Path(path)))
     _setup_logging(False, False)
     model = _load_model(a, p.error)
-    from batchsr.evaluate import evaluate_folder, table, write_csv
+    from batchsr.evaluate import EvalError, evaluate_folder, table, write_csv
 
     scores, rows = [], []
-    for name, folder in folders:
-        s, r = evaluate_folder(folder, model, a.tile, name)
-        scores.append(s)
-        rows += r
+    try:
+        for name, folder in folders:
+            s, r = evaluate_folder(folder, model, a.tile, name)
+            scores.append(s)
+            rows += r
+    except EvalError as exc:  # a mean over a folder with a broken image would mislead
+        print(f"batchsr eval: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(table(scores, model))
     if a.csv:
         write_csv(a.csv, rows, model)

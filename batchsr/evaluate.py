@@ -23,6 +23,10 @@ CSV_COLUMNS = ["folder", "image", "width", "height", "scale", "model",
                "psnr_bicubic", "ssim_bicubic", "psnr_model", "ssim_model"]
 
 
+class EvalError(Exception):
+    """A folder or ground-truth image that cannot be evaluated; the message is one line."""
+
+
 @dataclass(frozen=True)
 class ImageScore:
     folder: str
@@ -49,14 +53,17 @@ def ground_truths(folder: Path) -> list[Path]:
     files = sorted(p for p in Path(folder).iterdir()
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if not files:
-        raise FileNotFoundError(f"no images in {folder}")
+        raise EvalError(f"no images in {folder}")
     return files
 
 
 def evaluate_image(path: Path, model: Model, tile: int | None = None, folder: str = "") -> ImageScore:
-    with Image.open(path) as im:
-        truth = np.asarray(im.convert("RGB"))
-    gt, bicubic, sr = paper_experiment(truth, model, tile)
+    try:
+        with Image.open(path) as im:
+            truth = np.asarray(im.convert("RGB"))
+        gt, bicubic, sr = paper_experiment(truth, model, tile)
+    except (OSError, ValueError) as exc:  # unreadable, corrupt, or smaller than the scale
+        raise EvalError(f"cannot evaluate {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     s = model.scale
     return ImageScore(folder, path.name, gt.shape[1], gt.shape[0],
                       metrics.psnr_y(gt, bicubic, s), metrics.ssim_y(gt, bicubic, s),

@@ -27,3 +27,19 @@ def test_eval_rejects_a_missing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["eval", str(tmp_path / "nope")])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("content,message", [(None, "no images in"), (b"not a png", "cannot evaluate"),
+                                             (b"", "cannot evaluate")])
+def test_eval_bad_folders_are_one_line_errors(tmp_path, content, message):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    if content is not None:
+        (tmp_path / "a.png").write_bytes(content)
+    p = subprocess.run([sys.executable, "-m", "batchsr", "eval", str(tmp_path)], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert p.returncode == 1
+    assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
