@@ -92,6 +92,38 @@ def test_resume_continues_from_the_checkpoint(trained, tmp_path):
         train(TrainConfig(arch="paper", scale=3, steps=12, **SMALL), resumed, log=lambda m: None)
 
 
+def test_fitted_steps_lowers_the_total_to_what_the_time_allows():
+    from train.loop import fitted_steps
+
+    # 95 s left at 0.1 s/step from step 500: step 1,450 is reachable, rounded down to the interval.
+    assert fitted_steps(500, 20_000, 300, 95.0, 0.1) == 1_200
+    assert fitted_steps(500, 1_000, 300, 100.0, 0.1) == 1_000  # the asked-for total fits: kept
+    assert fitted_steps(500, 20_000, 300, -5.0, 0.1) == 500  # out of time: stop where we are
+
+
+def test_fit_finishes_the_schedule_inside_the_deadline(tmp_path):
+    import time
+
+    from train.loop import Cosine, build, restore
+
+    ckpt = tmp_path / "fit"
+    cfg = TrainConfig(arch="skip4x32", scale=3, steps=10_000, **SMALL)
+    started = time.monotonic()
+    state = train(cfg, ckpt, log=lambda m: None, fit=True, deadline=started + 8.0)
+    # 10,000 steps cannot run in 8 s here: the total was lowered, and the run reached it.
+    assert state["fitted"] and state["fitted"][0]["from"] == 10_000
+    assert state["step"] == state["config"]["steps"] < 10_000
+    assert state["step"] % SMALL["ckpt_every"] == 0
+    assert time.monotonic() - started < 60
+    # The checkpoint resumes with the lowered total, so its schedule decayed to the end.
+    saved = load_state(ckpt)
+    assert saved["config"]["steps"] == state["step"]
+    m = build(TrainConfig(**{**saved["config"], "data_dirs": tuple(saved["config"]["data_dirs"])}))
+    restore(m, ckpt)
+    sched = m.optimizer._learning_rate
+    assert isinstance(sched, Cosine) and sched.total == state["step"]
+
+
 def test_export_parity_metadata_and_registry(trained, tmp_path):
     from train.export import export_checkpoint
 

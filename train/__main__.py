@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     export_only = bool(argv) and argv[0] == "export"
     if export_only:
@@ -44,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-images", type=int, help="train on the first N images only (tests)")
     ap.add_argument("--data", nargs="+", help="training image folders (default: BSDS500 train+test)")
     ap.add_argument("--ckpt", type=Path, help="checkpoint folder (default train/checkpoints/NAME_xSCALE)")
-    ap.add_argument("--max-minutes", type=float, help="stop (checkpointed) after this long")
+    ap.add_argument("--max-minutes", type=float,
+                    help="stop (checkpointed) after this long, counted from the command's start")
+    ap.add_argument("--fit", action="store_true",
+                    help="with --max-minutes: lower --steps to what fits in the time, so the schedule "
+                         "completes (for a fixed-length GPU lease)")
     ap.add_argument("--out", type=Path, help="ONNX file to write (default models/NAME_xSCALE.onnx)")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--no-validate", action="store_true", help="skip the B100 validation PSNR at export")
@@ -82,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                           **{k: v for k, v in overrides.items() if v is not None and k != "steps"})
 
     if not export_only:
-        max_s = a.max_minutes * 60 if a.max_minutes else None
-        state = train(cfg, ckpt, max_seconds=max_s, log=lambda m: print(m, flush=True))
+        deadline = started + a.max_minutes * 60 if a.max_minutes else None
+        state = train(cfg, ckpt, deadline=deadline, fit=a.fit, log=lambda m: print(m, flush=True))
+        cfg = config_from_state(state)
         if state["step"] < cfg.steps:
             print(f"stopped at step {state['step']} of {cfg.steps}: not exported", flush=True)
             return 0

@@ -113,13 +113,32 @@ def config_from_state(state: dict, **overrides) -> TrainConfig:
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def train(cfg: TrainConfig, ckpt: Path, max_seconds: float | None = None, log=print) -> dict:
+def fitted_steps(step: int, steps: int, every: int, seconds_left: float, s_per_step: float) -> int:
+    """The step total that ends within ``seconds_left`` at ``s_per_step``: ``steps`` when it
+    fits, else the largest multiple of ``every`` reachable in time (never below ``step``)."""
+    reachable = step + int(max(0.0, seconds_left) / max(s_per_step, 1e-9))
+    if reachable >= steps:
+        return steps
+    return max(step, reachable // every * every)
+
+
+def train(cfg: TrainConfig, ckpt: Path, max_seconds: float | None = None, log=print,
+          fit: bool = False, deadline: float | None = None) -> dict:
     """Train until ``cfg.steps`` (or ``max_seconds``), checkpointing every ``cfg.ckpt_every`` steps.
 
     Resumes from ``ckpt`` when it holds a checkpoint of the same architecture
     and scale; ``cfg.steps`` may be raised on resume (the cosine schedule is
     stretched to the new total). Returns the final state dict.
+
+    ``deadline`` (a ``time.monotonic()`` value) is an alternative to
+    ``max_seconds`` that also counts the data loading before training. With
+    ``fit``, the run never stops half-way at the time limit: at each checkpoint
+    the step total is lowered, if needed, to what the measured speed reaches
+    in the time left, so the cosine schedule still decays to its end (for a
+    fixed GPU lease). The lowered total is kept in ``state.json``.
     """
+    if deadline is None and max_seconds is not None:
+        deadline = time.monotonic() + max_seconds
     ckpt = Path(ckpt)
     state = load_state(ckpt)
     model = build(cfg)
@@ -146,12 +165,12 @@ def train(cfg: TrainConfig, ckpt: Path, max_seconds: float | None = None, log=pr
     log(f"{cfg.arch} x{cfg.scale}: {f.parameters} parameters, {f.macs_per_lr_pixel} MACs/LR px, "
         f"radius {f.receptive_radius}; {len(pairs)} training images")
 
-    started = time.monotonic()
     while state["step"] < cfg.steps:
         n = min(cfg.ckpt_every, cfg.steps - state["step"])
         # One "epoch" per checkpoint interval; the data stream is keyed by the step reached.
         ds = PatchDataset(pairs, cfg.scale, cfg.patch, cfg.batch, n, cfg.seed, epoch=state["step"])
         t0 = time.monotonic()
+        t1 = None  # after the first step: excludes (re)compilation from the speed estimate
         # train_on_batch in a plain loop: model.fit over a PyDataset costs ~2x per step here.
         losses, psnrs = [], []
         for i in range(n):
@@ -159,7 +178,10 @@ def train(cfg: TrainConfig, ckpt: Path, max_seconds: float | None = None, log=pr
             r = model.train_on_batch(x, y, return_dict=True)
             losses.append(float(r["loss"]))
             psnrs.append(float(r["psnr"]))
-        dt = time.monotonic() - t0
+            if i == 0:
+                t1 = time.monotonic()
+        now = time.monotonic()
+        dt = now - t0
         state["step"] += n
         state["seconds"] += dt
         loss, p = float(np.mean(losses)), float(np.mean(psnrs))
@@ -167,7 +189,25 @@ def train(cfg: TrainConfig, ckpt: Path, max_seconds: float | None = None, log=pr
         save_checkpoint(model, ckpt, state)
         log(f"step {state['step']}/{cfg.steps} loss {loss:.5f} psnr {p:.2f} dB "
             f"{dt / n:.3f} s/step, {state['seconds'] / 3600:.2f} h in all")
-        if max_seconds is not None and time.monotonic() - started > max_seconds:
-            log(f"time budget reached at step {state['step']}; resume with the same command")
-            break
+        if deadline is None or state["step"] >= cfg.steps:
+            continue
+        if not fit:
+            if now > deadline:
+                log(f"time budget reached at step {state['step']}; resume with the same command")
+                break
+            continue
+        rate = (now - t1) / (n - 1) if n > 1 else dt
+        # A margin, so that a slower stretch (or the recompile a lowered total costs)
+        # rarely forces a second, later cut; and time for the last checkpoint write.
+        steps = fitted_steps(state["step"], cfg.steps, cfg.ckpt_every, 0.92 * (deadline - now) - 2.0, rate)
+        if steps < cfg.steps:
+            log(f"fit: {rate * 1000:.1f} ms/step; step total lowered from {cfg.steps} to {steps}")
+            state.setdefault("fitted", []).append({"at_step": state["step"], "from": cfg.steps, "to": steps})
+            cfg = replace(cfg, steps=steps)
+            state["config"] = asdict(cfg)
+            save_checkpoint(model, ckpt, state)
+            if steps > state["step"]:
+                # The schedule's total is baked into the compiled train step: rebuild, as a resume would.
+                model = build(cfg)
+                restore(model, ckpt)
     return state
