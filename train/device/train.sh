@@ -35,13 +35,11 @@ mkdir -p runs
 while read -r name arch scale steps; do
   $PY -m train --name "$name" --arch "$arch" --scale "$scale" --steps "$steps" \
     --ckpt-every "$EVERY" --max-minutes "$MINUTES" --fit --no-export > "runs/$name-x$scale.log" 2>&1 &
-done <<'MODELS'
-default skip7x64 3 60000
+done <<<"${MODELS:-default skip7x64 3 60000
 default skip7x64 2 60000
 default skip7x64 4 60000
 fast skip4x32 3 60000
-paper paper 3 30000
-MODELS
+paper paper 3 30000}"
 wait
 tail -n 4 runs/*.log
 for log in runs/*-x?.log; do
