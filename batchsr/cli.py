@@ -84,7 +84,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--providers", metavar="LIST",
                    help="onnxruntime execution providers in order, e.g. cuda,cpu (default: the best "
                         "present of coreml, cuda, cpu)")
-    p.add_argument("--threads", type=_positive, help="inference threads (default: one per core)")
+    p.add_argument("--threads", type=_positive,
+                   help="inference threads per image in flight (default: cores / --jobs, at least 1; "
+                        "one per core for eval)")
 
 
 def run_parser() -> Parser:
@@ -145,13 +147,13 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     logging.basicConfig(level=level, format="batchsr: %(message)s", stream=sys.stderr)
 
 
-def _load_model(a, usage_exit):
+def _load_model(a, usage_exit, threads: int = 0):
     from batchsr.engine import EngineError, EngineOptions, parse_providers
     from batchsr.models import ModelError, load
 
     try:
         providers = parse_providers(a.providers) if a.providers else None
-        return load(a.model, a.scale, EngineOptions(providers=providers, threads=a.threads or 0))
+        return load(a.model, a.scale, EngineOptions(providers=providers, threads=a.threads or threads))
     except (ModelError, EngineError, ValueError) as exc:
         usage_exit(str(exc))
 
@@ -222,7 +224,10 @@ def cmd_run(argv: list[str]) -> int:
         except EngineUnavailable as exc:
             p.error(str(exc))
     _setup_logging(a.quiet, a.verbose)
-    model = _load_model(a, p.error)
+    from batchsr.engine import threads_per_job
+
+    # Local jobs share this machine's cores; a Ray worker sizes its own session.
+    model = _load_model(a, p.error, threads_per_job(a.jobs) if a.engine == "local" else 0)
     # The providers asked for, not this machine's pick: a Ray worker on a GPU node picks its own.
     providers = tuple(model.engine.providers) if a.providers else None
     cfg = RunConfig(input=a.input, output=a.output, scale=model.scale, model=a.model, tile=a.tile,

@@ -46,3 +46,12 @@ def test_tiles_are_batched_on_accelerators_only(providers, expected):
     from batchsr.engine import Engine
 
     assert Engine.batches.fget(SimpleNamespace(providers=providers)) is expected
+
+
+def test_local_jobs_share_the_cores_without_oversubscribing():
+    from batchsr.engine import threads_per_job
+
+    assert threads_per_job(2, cpus=2) == 1  # two images in flight, one core each
+    assert threads_per_job(1, cpus=2) == 2  # one image in flight gets every core
+    assert threads_per_job(3, cpus=16) == 5
+    assert threads_per_job(4, cpus=2) == 1  # never zero (zero would mean onnxruntime's own default)
