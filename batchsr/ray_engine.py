@@ -14,8 +14,8 @@ so outputs, rows and atomic writes cannot differ.
   Either way this batchsr package travels to the workers
   (``runtime_env={"py_modules": [...]}``), and each worker's code fingerprint
   is compared with the driver's, so every node runs the driver's code.
-- Each actor reserves ``--threads`` CPUs (default 2; onnxruntime gets that
-  many threads), builds one onnxruntime session once from the model's bytes
+- Each actor reserves ``--threads`` CPUs (default 2; its ``--jobs`` images
+  in flight share them, :func:`batchsr.engine.threads_per_job`), builds one onnxruntime session once from the model's bytes
   (checksum verified, :func:`batchsr.models.from_bytes`), and works on
   ``--jobs`` images at a time, as one local run does. As many actors start as
   the cluster's free CPUs hold, never more than there are images.
@@ -227,6 +227,7 @@ class RayDistributor:
 
     def _start(self, model, todo: list) -> None:
         from batchsr import models
+        from batchsr.engine import threads_per_job
         from batchsr.images import TMP_SUFFIX
 
         ray, cfg = self._ray, self.cfg
@@ -247,7 +248,9 @@ class RayDistributor:
         # the object store (ray-project/ray#53727); _finish replaces a dead actor itself.
         actor_cls = ray.remote(ImageWorker).options(num_cpus=cpus, max_concurrency=cfg.jobs)
         output = os.path.abspath(cfg.output)
-        self._new_actor = lambda: actor_cls.remote(self._model_ref, model.name, model.sha256, cfg, output, cpus)
+        # The actor's CPUs are shared by its --jobs images in flight, as in a local run.
+        threads = threads_per_job(cfg.jobs, cpus)
+        self._new_actor = lambda: actor_cls.remote(self._model_ref, model.name, model.sha256, cfg, output, threads)
         self._actors = [self._new_actor() for _ in range(n)]
         self._load = [0] * n
         self._per_actor = 2 * cfg.jobs

@@ -23,6 +23,20 @@ def test_uint8_bands_equal_the_whole_float_path(random_model, channels, tile):
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float-exact; at most a rounding flip
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_merge_sub_bands_equal_one_merge(random_model, channels, monkeypatch):
+    """Wide images merge a tile row in sub-bands (bounded temporaries); the pixels must not change."""
+    from batchsr import pipeline
+
+    px = np.random.default_rng(channels).uniform(0, 1, (31, 17, channels)).astype(np.float32)
+    one = upscale_pixels(px, random_model, 0)
+    monkeypatch.setattr(pipeline, "MERGE_ROWS", 4)
+    bands = list(upscale_bands(px, random_model, 0))
+    assert len(bands) == 8 and [b[1] - b[0] for b in bands] == [12] * 7 + [9]
+    # Pillow's banded bicubic (box=) equals the whole resize up to float rounding, far below 1/255.
+    assert np.abs(np.concatenate([b for _, _, b in bands]) - one).max() < 1e-5
+
+
 def test_bands_cover_the_output_in_order(random_model):
     px = np.random.default_rng(0).uniform(0, 1, (40, 9, 3)).astype(np.float32)
     bands = [(r0, r1) for r0, r1, _ in upscale_bands(px, random_model, tile=7)]

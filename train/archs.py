@@ -45,21 +45,19 @@ class DepthToSpace(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="batchsr")
-class RepeatChannels(layers.Layer):
-    """Repeat a 1-channel input ``n`` times along channels (the global skip's input)."""
+class AddInput(layers.Layer):
+    """The global skip: add the 1-channel LR input to each of the scale^2 channels.
 
-    def __init__(self, n: int, **kwargs):
-        super().__init__(**kwargs)
-        self.n = n
+    Broadcasting instead of repeating the input scale^2 times: the exported
+    graph gets one broadcast Add, not a Tile (which onnxruntime ran in ~5 %
+    of the fast model's time) plus an Add. Same values, no weights.
+    """
 
-    def call(self, x):
-        return ops.repeat(x, self.n, axis=-1)
+    def call(self, x, inp):
+        return ops.add(x, inp)
 
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], input_shape[-1] * self.n)
-
-    def get_config(self):
-        return {**super().get_config(), "n": self.n}
+    def compute_output_shape(self, x_shape, inp_shape):
+        return x_shape
 
 
 def paper(scale: int) -> keras.Model:
@@ -93,7 +91,7 @@ def skip(depth: int, width: int) -> Callable[[int], keras.Model]:
             x = layers.Conv2D(width, 3, padding="same", activation="relu",
                               kernel_initializer="he_normal")(x)
         x = layers.Conv2D(scale * scale, 3, padding="same", kernel_initializer="zeros")(x)
-        x = layers.Add()([x, RepeatChannels(scale * scale)(inp)])
+        x = AddInput(name="add_input")(x, inp)
         out = DepthToSpace(scale, name="depth_to_space")(x)
         return keras.Model(inp, out, name=f"skip{depth}x{width}")
 
