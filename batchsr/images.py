@@ -435,22 +435,29 @@ def _rechunk(bands: Iterable[np.ndarray], rows: int) -> Iterator[np.ndarray]:
 def _average_filter(raw: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
     """PNG filter type 3 (Average) of a block of rows of bytes, vectorised.
 
-    PNG filters are defined on the raw bytes of the row and of the row above,
-    so a whole block filters in a few numpy operations. ``prev`` is the raw
-    row above the block (zeros for the first row). On B100 outputs at zlib
-    level 1, Average gave the smallest files of the five filters (Paeth +1 %,
-    Up +6 %, Sub +9 %) at under half of Paeth's cost.
+    Returns the block as PNG scanlines: (rows, 1 + row bytes), each row led by
+    its filter-type byte. PNG filters are defined on the raw bytes of the row
+    and of the row above, so a whole block filters in a few numpy operations;
+    ``prev`` is the raw row above the block (zeros for the first row). The
+    mean is taken in 8 bits, ``(a & b) + ((a ^ b) >> 1)`` = floor((a + b) / 2),
+    and the subtraction wraps modulo 256 as PNG wants: no 16-bit copies. On
+    B100 outputs at zlib level 1, Average gave the smallest files of the five
+    filters (Paeth +1 %, Up +6 %, Sub +9 %) at under half of Paeth's cost.
     """
-    x = raw.astype(np.uint16)
-    above = np.empty_like(x)
+    n = raw.shape[0]
+    out = np.empty((n, raw.shape[1] + 1), np.uint8)
+    out[:, 0] = 3
+    above = np.empty_like(raw)
     above[0] = prev
-    above[1:] = x[:-1]
-    left = np.zeros_like(x)
-    left[:, bpp:] = x[:, :-bpp]
-    above += left
-    above >>= 1
-    x -= above
-    return x.astype(np.uint8)  # modulo 256, as PNG wants
+    above[1:] = raw[:-1]
+    mean = np.right_shift(above, 1)  # the first pixel of a row has no left neighbour (0)
+    a, b = above[:, bpp:], raw[:, :-bpp]
+    half = np.bitwise_xor(a, b)
+    half >>= 1
+    np.bitwise_and(a, b, out=mean[:, bpp:])
+    mean[:, bpp:] += half
+    np.subtract(raw, mean, out=out[:, 1:])
+    return out
 
 
 def _write_png(f, bands: Iterable[np.ndarray], width: int, height: int, channels: int, bits: int, *,
@@ -480,10 +487,9 @@ def _write_png(f, bands: Iterable[np.ndarray], width: int, height: int, channels
             raise ValueError(f"band of shape {block.shape} does not fit a {width}x{height}x{channels} PNG")
         be = block.astype(">u2") if bits == 16 else block.astype(np.uint8, copy=False)
         raw = np.ascontiguousarray(be).reshape(block.shape[0], -1).view(np.uint8)
-        filtered = _average_filter(raw, prev, bpp)
+        lines = _average_filter(raw, prev, bpp)
         prev = raw[-1].copy()
-        data = np.concatenate([np.full((raw.shape[0], 1), 3, np.uint8), filtered], axis=1)
-        out = comp.compress(data.tobytes())
+        out = comp.compress(lines)
         if out:
             f.write(_chunk(b"IDAT", out))
         rows_done += block.shape[0]
