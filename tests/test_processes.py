@@ -17,9 +17,9 @@ from conftest import ROOT, photo
 N = 80
 
 
-def _inputs(folder: Path) -> list[str]:
+def _inputs(folder: Path, size: int = 64) -> list[str]:
     folder.mkdir()
-    im = photo(0, 64, 64)
+    im = photo(0, size, size)
     names = [f"{i:04d}.png" for i in range(N)]
     for n in names:
         im.save(folder / n, compress_level=1)
@@ -87,7 +87,9 @@ def test_kill_9_mid_run_then_resume_finishes_only_what_is_missing(tmp_path, rand
 
 def test_a_second_run_is_locked_out_and_a_killed_runs_lock_is_taken_over(tmp_path, random_model_path):
     inp, out = tmp_path / "in", tmp_path / "out"
-    _inputs(inp)
+    # Bigger images than the other test's: the first run must outlast a whole second
+    # process (start, lock refusal, exit) before it is killed.
+    _inputs(inp, 256)
     first = _start(inp, out, random_model_path)
 
     def holds_lock() -> bool:
