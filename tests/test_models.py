@@ -85,3 +85,14 @@ def test_a_model_from_its_bytes_is_the_same_model_and_its_checksum_is_enforced(r
     assert np.array_equal(shipped.engine.run(y), on_disk.engine.run(y))
     with pytest.raises(ModelError, match="do not match its checksum"):
         models.from_bytes(data[:-1] + bytes([data[-1] ^ 1]), on_disk.name, on_disk.sha256)
+
+
+# Compute budgets the models are held to (MACs per LR pixel): they set the speed on a CPU.
+COST_LIMITS = {"default": 250_000, "fast": 35_000}
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.name in COST_LIMITS], ids=lambda e: f"{e.name}_x{e.scale}")
+def test_shipped_models_stay_within_their_compute_budget(entry):
+    meta = models.load(entry.name, entry.scale).metadata
+    assert int(meta["macs_per_lr_pixel"]) <= COST_LIMITS[entry.name]
+    assert int(meta["scale"]) == entry.scale and meta["name"] == entry.name
