@@ -124,9 +124,20 @@ class Engine:
         if len(inputs) != 1 or (inputs[0].shape and inputs[0].shape[-1] not in (1, "1")):
             raise EngineError("the model must take one NHWC input with 1 channel (Y)")
         self._input = inputs[0].name
+        self._source, self.options = model, options
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.providers: list[str] = list(self._session.get_providers())
         log.debug("onnxruntime providers: %s", ", ".join(self.providers))
+
+    def with_threads(self, threads: int) -> "Engine":
+        """A second session of the same model and providers with ``threads`` intra-op threads."""
+        from dataclasses import replace
+
+        return Engine(self._source, replace(self.options, threads=threads))
+
+    @property
+    def on_cpu(self) -> bool:
+        return bool(self.providers) and self.providers[0] == "CPUExecutionProvider"
 
     @property
     def batches(self) -> bool:

@@ -12,9 +12,11 @@ import itertools
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -337,11 +339,34 @@ class FolderWork:
     the resume state.
     """
 
-    def __init__(self, cfg: RunConfig, model: Model, state: resume.State):
+    def __init__(self, cfg: RunConfig, model: Model, state: resume.State, todo: int | None = None):
         self.cfg, self.model, self.state = cfg, model, state
         self.output = Path(cfg.output)
         # Shared by the local engine's threads, so --jobs never multiplies big scans' memory.
         self.budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
+        self.todo = todo
+        self._wide: Model | None = None
+        self._wide_lock = threading.Lock()
+
+    def model_for(self, cost: int) -> Model:
+        """The model to run an image of ``cost`` output pixels with.
+
+        The CLI's session gives each of the ``--jobs`` images in flight its
+        share of the cores. An image that runs alone (too big to share the
+        memory budget, or the only one to do) would leave the other cores
+        idle, so it gets a second session with a thread per core, built on
+        first need. Not with an explicit ``--threads`` or off the CPU.
+        """
+        engine = self.model.engine
+        cores = os.cpu_count() or 1
+        if self.cfg.threads or not engine.on_cpu or (engine.options.threads or cores) >= cores:
+            return self.model
+        if not (2 * cost > MEMORY_BUDGET_PIXELS or self.todo == 1):
+            return self.model
+        with self._wide_lock:
+            if self._wide is None:
+                self._wide = replace(self.model, engine=engine.with_threads(cores))
+            return self._wide
 
     def ready_row(self, pair: tuple[Job | Skip, dict | None]) -> Row | None:
         """The row of an item settled without the model (skipped, refused, up to date), else None."""
@@ -370,7 +395,8 @@ class FolderWork:
         cost = _output_pixels(job.src, self.model.scale)
         self.budget.acquire(cost)
         try:
-            return process(job, self.output, self.model, self.cfg, lambda r, st: self.record(job, key, r, st))
+            return process(job, self.output, self.model_for(cost), self.cfg,
+                           lambda r, st: self.record(job, key, r, st))
         finally:
             self.budget.release(cost)
 
@@ -432,8 +458,8 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
         summary = Summary()
         interactive = not cfg.quiet and sys.stderr.isatty()
 
-        work = FolderWork(cfg, model, state)
         todo = [item for item, entry in items if isinstance(item, Job) and entry is None]
+        work = FolderWork(cfg, model, state, len(todo))
 
         try:
             # The engine starts first: one that cannot run (a Ray worker that cannot

@@ -3,6 +3,7 @@
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from batchsr.cli import main
@@ -63,3 +64,33 @@ def test_pipelined_run_writes_the_same_bytes_and_rows(tmp_path, random_model_pat
         return [{k: v.replace(str(root), "OUT") for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert strip(read_rows(a / "batchsr-report.csv"), a) == strip(read_rows(b / "batchsr-report.csv"), b)
+
+
+def test_an_image_that_runs_alone_gets_every_core(random_model_path, tmp_path, monkeypatch):
+    """Two jobs on two cores run one thread each; a big scan (or a lone image) gets both."""
+    from batchsr import pipeline, resume
+    from batchsr.config import RunConfig
+    from batchsr.engine import EngineOptions
+    from batchsr.models import load
+
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    narrow = load(str(random_model_path), options=EngineOptions(threads=1))
+    cfg = RunConfig(input=tmp_path, output=tmp_path / "out", jobs=2)
+    state = resume.State(tmp_path / "out")
+    try:
+        work = pipeline.FolderWork(cfg, narrow, state, todo=10)
+        small, big = 1_000_000, pipeline.MEMORY_BUDGET_PIXELS  # a big one cannot share the budget
+        assert work.model_for(small) is narrow
+        wide = work.model_for(big)
+        assert wide.engine.options.threads == 2 and wide.sha256 == narrow.sha256
+        assert work.model_for(big) is wide  # built once
+        assert pipeline.FolderWork(cfg, narrow, state, todo=1).model_for(small).engine.options.threads == 2
+        explicit = RunConfig(input=tmp_path, output=tmp_path / "out", jobs=2, threads=1)
+        assert pipeline.FolderWork(explicit, narrow, state, todo=1).model_for(big) is narrow
+        # Same pixels from either session (up to a float rounding flip).
+        px = np.random.default_rng(0).uniform(0, 1, (20, 30, 3)).astype(np.float32)
+        a = pipeline.upscale_to_uint8(px, narrow)
+        b = pipeline.upscale_to_uint8(px, wide)
+        assert np.abs(a.astype(int) - b).max() <= 1
+    finally:
+        state.close()
