@@ -328,6 +328,48 @@ def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
     return out
 
 
+class ImageRunner:
+    """:func:`process` for one engine's worker threads: a shared memory budget and
+    the right session per image. The local engine and each Ray actor hold one.
+
+    Images whose outputs together exceed the budget do not run side by side,
+    so ``--jobs`` never multiplies big scans' memory. The model's own session
+    gives each of the ``--jobs`` images in flight its share of the cores; an
+    image that runs alone (too big to share the budget, or the only one to
+    do) would leave the other cores idle, so it gets a second session with a
+    thread per core (``cores``), built on first need. Not with an explicit
+    ``--threads`` or off the CPU.
+    """
+
+    def __init__(self, cfg: RunConfig, model: Model, todo: int | None = None, cores: int | None = None):
+        self.cfg, self.model, self.todo = cfg, model, todo
+        self.cores = cores or os.cpu_count() or 1
+        self.budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
+        self._wide: Model | None = None
+        self._wide_lock = threading.Lock()
+
+    def model_for(self, cost: int) -> Model:
+        """The model to run an image of ``cost`` output pixels with."""
+        engine = self.model.engine
+        if self.cfg.threads or not engine.on_cpu or (engine.options.threads or self.cores) >= self.cores:
+            return self.model
+        if not (2 * cost > MEMORY_BUDGET_PIXELS or self.todo == 1):
+            return self.model
+        with self._wide_lock:
+            if self._wide is None:
+                self._wide = replace(self.model, engine=engine.with_threads(self.cores))
+            return self._wide
+
+    def __call__(self, job: Job, output_root: Path,
+                 on_commit: Callable[[Row, os.stat_result], None] | None = None) -> Row:
+        cost = _output_pixels(job.src, self.model.scale)
+        self.budget.acquire(cost)
+        try:
+            return process(job, output_root, self.model_for(cost), self.cfg, on_commit)
+        finally:
+            self.budget.release(cost)
+
+
 class FolderWork:
     """The per-item work of one folder run, in the parts a cluster engine must keep apart.
 
@@ -342,31 +384,7 @@ class FolderWork:
     def __init__(self, cfg: RunConfig, model: Model, state: resume.State, todo: int | None = None):
         self.cfg, self.model, self.state = cfg, model, state
         self.output = Path(cfg.output)
-        # Shared by the local engine's threads, so --jobs never multiplies big scans' memory.
-        self.budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
-        self.todo = todo
-        self._wide: Model | None = None
-        self._wide_lock = threading.Lock()
-
-    def model_for(self, cost: int) -> Model:
-        """The model to run an image of ``cost`` output pixels with.
-
-        The CLI's session gives each of the ``--jobs`` images in flight its
-        share of the cores. An image that runs alone (too big to share the
-        memory budget, or the only one to do) would leave the other cores
-        idle, so it gets a second session with a thread per core, built on
-        first need. Not with an explicit ``--threads`` or off the CPU.
-        """
-        engine = self.model.engine
-        cores = os.cpu_count() or 1
-        if self.cfg.threads or not engine.on_cpu or (engine.options.threads or cores) >= cores:
-            return self.model
-        if not (2 * cost > MEMORY_BUDGET_PIXELS or self.todo == 1):
-            return self.model
-        with self._wide_lock:
-            if self._wide is None:
-                self._wide = replace(self.model, engine=engine.with_threads(cores))
-            return self._wide
+        self.runner = ImageRunner(cfg, model, todo)
 
     def ready_row(self, pair: tuple[Job | Skip, dict | None]) -> Row | None:
         """The row of an item settled without the model (skipped, refused, up to date), else None."""
@@ -392,13 +410,7 @@ class FolderWork:
             return row
         job = pair[0]
         key = self.key(job)
-        cost = _output_pixels(job.src, self.model.scale)
-        self.budget.acquire(cost)
-        try:
-            return process(job, self.output, self.model_for(cost), self.cfg,
-                           lambda r, st: self.record(job, key, r, st))
-        finally:
-            self.budget.release(cost)
+        return self.runner(job, self.output, lambda r, st: self.record(job, key, r, st))
 
 
 def _say(text: str) -> None:

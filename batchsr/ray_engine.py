@@ -142,24 +142,27 @@ class ImageWorker:
     and returns ``(row, stat)``: the finished output's stat, or None.
     """
 
-    def __init__(self, model_bytes: bytes, name: str, sha256: str, cfg, output_root: str, threads: int):
+    def __init__(self, model_bytes: bytes, name: str, sha256: str, cfg, output_root: str, threads: int,
+                 cpus: int):
         from batchsr import models
         from batchsr.engine import EngineOptions
+
+        from batchsr.pipeline import ImageRunner
 
         self.cfg = cfg
         self.output_root = Path(output_root)
         self.model = models.from_bytes(model_bytes, name, sha256,
                                        EngineOptions(providers=cfg.providers, threads=threads))
+        # The local engine's per-image part: memory budget, and every CPU for an image that runs alone.
+        self.runner = ImageRunner(cfg, self.model, cores=cpus)
 
     def probe(self, input_path: str, sample: str | None, token_name: str, token: str) -> dict:
         return {"host": socket.gethostname(), "code": code_fingerprint(), "where": str(PACKAGE_DIR),
                 "problem": probe_paths(input_path, sample, str(self.output_root), token_name, token)}
 
     def process(self, job):
-        from batchsr.pipeline import process
-
         stats = []
-        row = process(job, self.output_root, self.model, self.cfg, on_commit=lambda r, st: stats.append(st))
+        row = self.runner(job, self.output_root, on_commit=lambda r, st: stats.append(st))
         return row, (stats[-1] if stats else None)
 
 
@@ -250,7 +253,8 @@ class RayDistributor:
         output = os.path.abspath(cfg.output)
         # The actor's CPUs are shared by its --jobs images in flight, as in a local run.
         threads = threads_per_job(cfg.jobs, cpus)
-        self._new_actor = lambda: actor_cls.remote(self._model_ref, model.name, model.sha256, cfg, output, threads)
+        self._new_actor = lambda: actor_cls.remote(self._model_ref, model.name, model.sha256, cfg, output, threads,
+                                                   cpus)
         self._actors = [self._new_actor() for _ in range(n)]
         self._load = [0] * n
         self._per_actor = 2 * cfg.jobs
