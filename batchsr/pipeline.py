@@ -341,9 +341,12 @@ class ImageRunner:
     ``--threads`` or off the CPU.
     """
 
-    def __init__(self, cfg: RunConfig, model: Model, todo: int | None = None, cores: int | None = None):
+    def __init__(self, cfg: RunConfig, model: Model, todo: int | None = None, cores: int | None = None,
+                 adapt: bool | None = None):
         self.cfg, self.model, self.todo = cfg, model, todo
         self.cores = cores or os.cpu_count() or 1
+        # Locally an explicit --threads is the user's word; a Ray actor's --threads is its CPU count.
+        self.adapt = not cfg.threads if adapt is None else adapt
         self.budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
         self._wide: Model | None = None
         self._wide_lock = threading.Lock()
@@ -351,7 +354,7 @@ class ImageRunner:
     def model_for(self, cost: int) -> Model:
         """The model to run an image of ``cost`` output pixels with."""
         engine = self.model.engine
-        if self.cfg.threads or not engine.on_cpu or (engine.options.threads or self.cores) >= self.cores:
+        if not self.adapt or not engine.on_cpu or (engine.options.threads or self.cores) >= self.cores:
             return self.model
         if not (2 * cost > MEMORY_BUDGET_PIXELS or self.todo == 1):
             return self.model

@@ -154,7 +154,7 @@ class ImageWorker:
         self.model = models.from_bytes(model_bytes, name, sha256,
                                        EngineOptions(providers=cfg.providers, threads=threads))
         # The local engine's per-image part: memory budget, and every CPU for an image that runs alone.
-        self.runner = ImageRunner(cfg, self.model, cores=cpus)
+        self.runner = ImageRunner(cfg, self.model, cores=cpus, adapt=True)
 
     def probe(self, input_path: str, sample: str | None, token_name: str, token: str) -> dict:
         return {"host": socket.gethostname(), "code": code_fingerprint(), "where": str(PACKAGE_DIR),

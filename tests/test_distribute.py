@@ -87,6 +87,9 @@ def test_an_image_that_runs_alone_gets_every_core(random_model_path, tmp_path, m
         assert pipeline.ImageRunner(cfg, narrow, todo=1).model_for(small).engine.options.threads == 2
         explicit = RunConfig(input=tmp_path, output=tmp_path / "out", jobs=2, threads=1)
         assert pipeline.ImageRunner(explicit, narrow, todo=1).model_for(big) is narrow
+        # A Ray actor's --threads is its CPU count: it still widens for a big image.
+        actor = pipeline.ImageRunner(explicit, narrow, cores=2, adapt=True)
+        assert actor.model_for(small) is narrow and actor.model_for(big).engine.options.threads == 2
         # Same pixels from either session (up to a float rounding flip).
         px = np.random.default_rng(0).uniform(0, 1, (20, 30, 3)).astype(np.float32)
         a = pipeline.upscale_to_uint8(px, narrow)
