@@ -155,3 +155,15 @@ def test_command_line_trains_and_exports(tmp_path):
                        capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "parity onnxruntime vs keras" in p.stdout and out.is_file()
+
+
+@pytest.mark.parametrize("args,message", [(["--fit"], "--fit needs --max-minutes"),
+                                          (["--max-minutes", "0"], "--max-minutes must be positive")])
+def test_fit_and_time_limit_options_are_checked(tmp_path, capsys, args, message):
+    from train.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--name", "x", "--arch", "skip4x32", "--scale", "3", "--steps", "3",
+              "--ckpt", str(tmp_path / "ck"), *args])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "ck").exists()  # refused before any work

@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also register the model under this name (e.g. default), repeatable")
     ap.add_argument("--manifest", type=Path, help="manifest to register the model in (default: beside --out)")
     a = ap.parse_args(argv)
+    if a.fit and not a.max_minutes:
+        ap.error("--fit needs --max-minutes (the time to fit the steps into)")
+    if a.max_minutes is not None and a.max_minutes <= 0:
+        ap.error("--max-minutes must be positive")
 
     from train.data import portable
     from train.loop import TrainConfig, config_from_state, load_state, train

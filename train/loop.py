@@ -122,23 +122,20 @@ def fitted_steps(step: int, steps: int, every: int, seconds_left: float, s_per_s
     return max(step, reachable // every * every)
 
 
-def train(cfg: TrainConfig, ckpt: Path, max_seconds: float | None = None, log=print,
-          fit: bool = False, deadline: float | None = None) -> dict:
-    """Train until ``cfg.steps`` (or ``max_seconds``), checkpointing every ``cfg.ckpt_every`` steps.
+def train(cfg: TrainConfig, ckpt: Path, log=print, fit: bool = False, deadline: float | None = None) -> dict:
+    """Train until ``cfg.steps`` (or ``deadline``), checkpointing every ``cfg.ckpt_every`` steps.
 
     Resumes from ``ckpt`` when it holds a checkpoint of the same architecture
     and scale; ``cfg.steps`` may be raised on resume (the cosine schedule is
     stretched to the new total). Returns the final state dict.
 
-    ``deadline`` (a ``time.monotonic()`` value) is an alternative to
-    ``max_seconds`` that also counts the data loading before training. With
-    ``fit``, the run never stops half-way at the time limit: at each checkpoint
-    the step total is lowered, if needed, to what the measured speed reaches
-    in the time left, so the cosine schedule still decays to its end (for a
-    fixed GPU lease). The lowered total is kept in ``state.json``.
+    ``deadline`` is a ``time.monotonic()`` value: the run stops at the first
+    checkpoint past it (resumable). With ``fit``, the run never stops half-way
+    instead: at each checkpoint the step total is lowered, if needed, to what
+    the measured speed reaches in the time left, so the cosine schedule still
+    decays to its end (for a fixed GPU lease). The lowered total is kept in
+    ``state.json``.
     """
-    if deadline is None and max_seconds is not None:
-        deadline = time.monotonic() + max_seconds
     ckpt = Path(ckpt)
     state = load_state(ckpt)
     model = build(cfg)
@@ -186,28 +183,26 @@ def train(cfg: TrainConfig, ckpt: Path, max_seconds: float | None = None, log=pr
         state["seconds"] += dt
         loss, p = float(np.mean(losses)), float(np.mean(psnrs))
         state["history"].append({"step": state["step"], "loss": loss, "psnr": p, "s_per_step": dt / n})
-        save_checkpoint(model, ckpt, state)
         log(f"step {state['step']}/{cfg.steps} loss {loss:.5f} psnr {p:.2f} dB "
             f"{dt / n:.3f} s/step, {state['seconds'] / 3600:.2f} h in all")
-        if deadline is None or state["step"] >= cfg.steps:
-            continue
-        if not fit:
-            if now > deadline:
-                log(f"time budget reached at step {state['step']}; resume with the same command")
-                break
-            continue
-        rate = (now - t1) / (n - 1) if n > 1 else dt
-        # A margin, so that a slower stretch (or the recompile a lowered total costs)
-        # rarely forces a second, later cut; and time for the last checkpoint write.
-        steps = fitted_steps(state["step"], cfg.steps, cfg.ckpt_every, 0.92 * (deadline - now) - 2.0, rate)
-        if steps < cfg.steps:
-            log(f"fit: {rate * 1000:.1f} ms/step; step total lowered from {cfg.steps} to {steps}")
-            state.setdefault("fitted", []).append({"at_step": state["step"], "from": cfg.steps, "to": steps})
-            cfg = replace(cfg, steps=steps)
-            state["config"] = asdict(cfg)
-            save_checkpoint(model, ckpt, state)
-            if steps > state["step"]:
-                # The schedule's total is baked into the compiled train step: rebuild, as a resume would.
-                model = build(cfg)
-                restore(model, ckpt)
+        lowered = False
+        if fit and deadline is not None and state["step"] < cfg.steps:
+            rate = (now - t1) / (n - 1) if n > 1 else dt
+            # A margin, so that a slower stretch (or the recompile a lowered total costs)
+            # rarely forces a second, later cut; and time for the last checkpoint write.
+            steps = fitted_steps(state["step"], cfg.steps, cfg.ckpt_every, 0.92 * (deadline - now) - 2.0, rate)
+            if steps < cfg.steps:
+                log(f"fit: {rate * 1000:.1f} ms/step; step total lowered from {cfg.steps} to {steps}")
+                state.setdefault("fitted", []).append({"at_step": state["step"], "from": cfg.steps, "to": steps})
+                cfg = replace(cfg, steps=steps)
+                state["config"] = asdict(cfg)
+                lowered = True
+        save_checkpoint(model, ckpt, state)
+        if lowered and cfg.steps > state["step"]:
+            # The schedule's total is baked into the compiled train step: rebuild, as a resume would.
+            model = build(cfg)
+            restore(model, ckpt)
+        if not fit and deadline is not None and now > deadline and state["step"] < cfg.steps:
+            log(f"time budget reached at step {state['step']}; resume with the same command")
+            break
     return state
