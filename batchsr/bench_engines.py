@@ -41,10 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _child(engine: str, inp: str, out: str, jobs: str, model_name: str, address: str = "") -> int:
     """One run in this process, like the CLI; prints its timings as JSON."""
+    t0 = time.perf_counter()
     from batchsr import models, pipeline
     from batchsr.config import RunConfig
-
-    t0 = time.perf_counter()
     from batchsr.engine import EngineOptions, threads_per_job
 
     # As the CLI does: local jobs share the cores; Ray's actors size their own sessions.
@@ -176,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="the Ray runs join this running cluster instead of starting Ray themselves")
     ap.add_argument("--dispatch", action="store_true", help="only compare Ray Data and plain actors' dispatch")
     a = ap.parse_args(argv)
+    if not a.dispatch:
+        from batchsr.models import ModelError, resolve
+
+        try:
+            resolve(a.model, a.scale)
+        except ModelError as exc:
+            ap.error(str(exc))
     if a.dispatch:
         dispatch()
         return 0

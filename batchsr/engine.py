@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -131,8 +131,6 @@ class Engine:
 
     def with_threads(self, threads: int) -> "Engine":
         """A second session of the same model and providers with ``threads`` intra-op threads."""
-        from dataclasses import replace
-
         return Engine(self._source, replace(self.options, threads=threads))
 
     @property

@@ -24,14 +24,6 @@ import sys
 import tempfile
 import warnings
 import zlib
-
-try:
-    # zlib-ng writes the same deflate format as zlib, faster at equal size: on
-    # B100 outputs its level 2 gives files as small as zlib's level 1 in 0.6x
-    # the time. Stock zlib stays the fallback where the wheel is missing.
-    from zlib_ng import zlib_ng as deflate
-except ImportError:  # pragma: no cover - zlib-ng is a dependency; this is a safety net
-    deflate = zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -40,6 +32,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from batchsr.config import DEFAULT_MAX_PIXELS
+
+try:
+    # zlib-ng writes the same deflate format as zlib, faster at equal size: on
+    # B100 outputs its level 2 gives files as small as zlib's level 1 in 0.6x
+    # the time. Stock zlib stays the fallback where the wheel is missing.
+    from zlib_ng import zlib_ng as deflate
+except ImportError:  # pragma: no cover - zlib-ng is a dependency; this is a safety net
+    deflate = zlib
 
 ORIENTATION = 0x0112
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
