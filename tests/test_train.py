@@ -25,6 +25,27 @@ def test_architecture_facts():
     assert default.receptive_radius == 8 and default.macs_per_lr_pixel < 250_000
 
 
+@pytest.mark.parametrize("arch", ["skip4x32", "skip4x32k5", "skip7x24", "skip7x24k5", "skip14x16"])
+def test_fast_candidates_fit_the_budget_and_their_radius_is_exact(arch):
+    """Every `fast` candidate costs <= 35K MACs per LR pixel at x3, and a change to one
+    input pixel reaches exactly ``receptive_radius`` LR pixels: the halo tiling relies on it."""
+    m = ARCHS[arch](3)
+    f = facts(m)
+    assert f.macs_per_lr_pixel <= 35_000
+    rng = np.random.default_rng(2)
+    for w in m.weights:  # the last conv starts at zero: give every weight a value
+        w.assign(rng.normal(0, 0.3, w.shape).astype(np.float32))
+    n = 2 * f.receptive_radius + 9
+    x = rng.uniform(0, 1, (1, n, n, 1)).astype(np.float32)
+    x2 = x.copy()
+    x2[0, n // 2, n // 2, 0] += 0.5
+    diff = np.abs(keras.ops.convert_to_numpy(m(x2)) - keras.ops.convert_to_numpy(m(x)))[0, :, :, 0]
+    rows = np.nonzero(diff.max(axis=1) > 0)[0] // 3  # output rows -> LR rows
+    cols = np.nonzero(diff.max(axis=0) > 0)[0] // 3
+    assert rows.min() == cols.min() == n // 2 - f.receptive_radius
+    assert rows.max() == cols.max() == n // 2 + f.receptive_radius
+
+
 def test_depth_to_space_is_dcr():
     import tensorflow as tf
 
