@@ -111,9 +111,8 @@ def run_parser() -> Parser:
     p.add_argument("--format", choices=FORMATS, default="keep", help="output format (default: keep the input's)")
     p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)")
     p.add_argument("--compression", type=int, default=DEFAULT_COMPRESSION, choices=range(0, 10), metavar="0-9",
-                   help=f"deflate level of PNG and TIFF outputs, encoded with zlib-ng (default "
-                        f"{DEFAULT_COMPRESSION}: about 3.6x faster to encode than 6 for about 10%% larger files; "
-                        f"1 is faster still, with about 45%% larger files)")
+                   help=f"deflate level of PNG and TIFF outputs: 1-3 encoded with ISA-L (fast), 0 (stored) "
+                        f"and 4-9 with zlib (slower, smaller) (default {DEFAULT_COMPRESSION})")
     p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)")
     p.add_argument("--dry-run", action="store_true",

@@ -79,6 +79,86 @@ def planes_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fused_constants():
+    """Constants of the 8-bit merge (:func:`merge_u8`), derived from ``_INVERSE``.
+
+    An 8-bit output value is ``v_c = A[c] . (Y, Cb, Cr) + K[c]`` (planes in
+    the /255 units above, ``+ 0.5`` so that truncation rounds). All three
+    channels weigh Y alike, and R's Cb and B's Cr terms are below 1/1000 of
+    a level over the whole chroma range (zero but for the rounding of the
+    published coefficients), so they are dropped; with
+    ``yk = s Y + cY``, ``CR = bR Cr + cR`` and ``CB = aB Cb + cB`` (the
+    chroma planes are scaled at low resolution, before the resize, which is
+    linear with weights summing to one):
+
+        R = yk + CR,   B = yk + CB,   G = yk + gB CB + gR CR
+
+    where cY, cR, cB solve the three constant terms.
+    """
+    a = _INVERSE * 255.0 * 255.0
+    k = -(a @ (_OFFSET / 255.0)) + 0.5
+    if not (np.allclose(a[:, 0], a[0, 0], rtol=1e-12) and abs(a[0, 1]) < 1e-3 and abs(a[2, 2]) < 1e-3):
+        raise AssertionError("the fused merge assumes BT.601's inverse structure")
+    s, b_r, a_b = a[0, 0], a[0, 2], a[2, 1]
+    g_b, g_r = a[1, 1] / a_b, a[1, 2] / b_r
+    c_y = (k[1] - g_b * k[2] - g_r * k[0]) / (1.0 - g_b - g_r)
+    return {name: np.float32(v) for name, v in dict(s=s, cy=c_y, br=b_r, cr=k[0] - c_y, ab=a_b, cb=k[2] - c_y,
+                                                     gb=g_b, gr=g_r).items()}
+
+
+_FUSED = _fused_constants()
+
+
+def chroma_for_merge_u8(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (CB, CR) planes :func:`merge_u8` takes, from RGB in [0, 1] (H, W, 3), float32.
+
+    Affine functions of Cb and Cr, so their bicubic upscale is the affine
+    function of the upscaled Cb and Cr.
+    """
+    f = _FUSED
+    cb = rgb_to_plane(rgb, 1)
+    cb *= f["ab"]
+    cb += f["cb"]
+    cr = rgb_to_plane(rgb, 2)
+    cr *= f["br"]
+    cr += f["cr"]
+    return cb, cr
+
+
+def merge_u8(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, out: np.ndarray) -> None:
+    """Y/255 (H, W) and upscaled :func:`chroma_for_merge_u8` planes -> 8-bit RGB into ``out`` (H, W, 3).
+
+    The same values as ``to_uint(clip(planes_to_rgb(y, Cb, Cr)), 8)`` up to
+    float rounding and ties (half rounds up here): at most one level apart,
+    rarely. In five passes over single planes where the float path makes
+    about thirty, which is why 8-bit outputs, by far the common case, take it.
+    """
+    f = _FUSED
+    yk = np.multiply(y, f["s"], dtype=np.float32)
+    yk += f["cy"]
+    t = np.add(yk, cr)
+    np.clip(t, 0, 255, out=out[..., 0], casting="unsafe")  # truncation after +0.5: rounding
+    np.add(yk, cb, out=t)
+    np.clip(t, 0, 255, out=out[..., 2], casting="unsafe")
+    np.multiply(cb, f["gb"], out=t)
+    t += yk
+    np.multiply(cr, f["gr"], out=yk)
+    t += yk
+    np.clip(t, 0, 255, out=out[..., 1], casting="unsafe")
+
+
+def unit_to_u8(x: np.ndarray, out: np.ndarray, scale: float = 255.0, offset: float = 0.0) -> None:
+    """``round(clip(x * scale + offset))`` into the uint8 ``out``; ties round up, like :func:`merge_u8`."""
+    t = np.multiply(x, np.float32(scale), dtype=np.float32)
+    t += np.float32(offset + 0.5)
+    np.clip(t, 0, 255, out=out, casting="unsafe")
+
+
+def y_to_gray_u8(y: np.ndarray, out: np.ndarray) -> None:
+    """:func:`y_to_gray` quantised to 8 bits into ``out``."""
+    unit_to_u8(y, out, 255.0 * 255.0 / 219.0, -16.0 * 255.0 / 219.0)
+
+
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     """Luma only, RGB in [0, 1] (..., 3) -> Y/255 (...), float32."""
     rgb = np.asarray(rgb, dtype=np.float32)

@@ -61,12 +61,14 @@ def _check_band(y_sr: np.ndarray) -> None:
         raise OutputError("model output contains NaN or infinity")
 
 
-def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None
+def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bits: int | None = None
                   ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Upscale float (H, W, C) pixels in [0, 1] band by band, top to bottom.
 
     Yields ``(row0, row1, band)``: output rows ``row0:row1`` as float
-    (rows, sW, C) in [0, 1]. Bands are the tile rows of the exact halo tiling,
+    (rows, sW, C) in [0, 1], or with ``bits=8`` as the uint8 values an 8-bit
+    output stores (merged and quantised in one go: see :func:`color.merge_u8`).
+    Bands are the tile rows of the exact halo tiling,
     so memory beyond the input and the caller's output buffer is bounded by
     one band, not the image. The model sees luma only (Y for colour, the grey
     level as Y for grey); chroma and alpha are upscaled bicubically, each band
@@ -74,12 +76,15 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None
     """
     h, w, c = pixels.shape
     s = model.scale
+    u8 = bits == 8
     has_alpha = c in (2, 4)
     colour = c - has_alpha == 3
     if colour:
         # One plane at a time: a full YCbCr copy of a big scan is 12 bytes a pixel.
         rgb = pixels[..., :3]
-        planes = [color.plane_image(color.rgb_to_plane(rgb, 1)), color.plane_image(color.rgb_to_plane(rgb, 2))]
+        chroma = color.chroma_for_merge_u8(rgb) if u8 else (color.rgb_to_plane(rgb, 1), color.rgb_to_plane(rgb, 2))
+        planes = [color.plane_image(p) for p in chroma]
+        del chroma
         y = color.rgb_to_plane(rgb, 0)
     else:
         y = color.gray_to_y(pixels[..., 0])
@@ -103,6 +108,17 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None
             for r0 in range(current.core0, current.core1, MERGE_ROWS):
                 r1 = min(r0 + MERGE_ROWS, current.core1)
                 y_rows = y_sr[(r0 - current.core0) * s:(r1 - current.core0) * s]
+                if u8:
+                    band = np.empty((y_rows.shape[0], w * s, c), np.uint8)
+                    if colour:
+                        cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
+                        color.merge_u8(y_rows, cb, cr, band)
+                    else:
+                        color.y_to_gray_u8(y_rows, band[..., 0])
+                    if alpha is not None:
+                        color.unit_to_u8(color.resize_plane_rows(alpha, w * s, r0, r1, s), band[..., -1])
+                    yield r0 * s, r1 * s, band
+                    continue
                 if colour:
                     cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
                     band = color.planes_to_rgb(y_rows, cb, cr)
@@ -134,14 +150,15 @@ def upscale_pixels(pixels: np.ndarray, model: Model, tile: int | None = None) ->
 def upscale_to_uint8(pixels: np.ndarray, model: Model, tile: int | None = None) -> np.ndarray:
     """Float (H, W, C) in [0, 1] -> uint8 (sH, sW, C), never holding the float output whole.
 
-    Equal to ``to_uint(upscale_pixels(...), 8)``; a 8100x6000 output costs
+    Equal to ``to_uint(upscale_pixels(...), 8)`` but for rare one-level
+    rounding flips (:func:`color.merge_u8`); a 8100x6000 output costs
     its 146 MB of bytes plus one band, instead of 0.6 GB of floats.
     """
     h, w, c = pixels.shape
     s = model.scale
     out = np.empty((h * s, w * s, c), np.uint8)
-    for r0, r1, band in upscale_bands(pixels, model, tile):
-        out[r0:r1] = color.to_uint(band, 8)
+    for r0, r1, band in upscale_bands(pixels, model, tile, bits=8):
+        out[r0:r1] = band
     return out
 
 
@@ -205,7 +222,9 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
         commit = (lambda st: on_commit(row, st)) if on_commit else None
         # Inference runs as the encoder pulls bands: memory is one band plus
         # what the format's encoder must hold (nothing more for PNG and TIFF).
-        images.save_bands(upscale_bands(pic.pixels, model, cfg.tile), row.out_width, row.out_height,
+        # 16-bit only where the input had it and the format keeps it; else the 8-bit merge.
+        bits = 16 if pic.bits == 16 and fmt in images.DEEP_FORMATS else 8
+        images.save_bands(upscale_bands(pic.pixels, model, cfg.tile, bits), row.out_width, row.out_height,
                           pic.pixels.shape[2], pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
                           quality=cfg.quality, png_level=cfg.compression, before_commit=commit)
         if cfg.psnr:

@@ -58,3 +58,37 @@ def test_planes_to_rgb_is_the_inverse_matrix():
         [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]).T
     b = color.planes_to_rgb(ycc[..., 0], ycc[..., 1], ycc[..., 2])
     assert np.abs(reference - b).max() < 1e-5
+
+
+def test_the_8bit_merge_returns_every_8bit_colour_exactly():
+    """All 2^24 colours: their own Y and chroma, merged in 8 bits, give the colour back."""
+    u = np.arange(256, dtype=np.uint8)
+    u8 = np.stack(np.meshgrid(u, u, u, indexing="ij"), -1).reshape(4096, 4096, 3)
+    rgb = u8.astype(np.float32) / 255
+    cb, cr = color.chroma_for_merge_u8(rgb)
+    out = np.empty_like(u8)
+    color.merge_u8(color.rgb_to_plane(rgb, 0), cb, cr, out)
+    assert np.array_equal(out, u8)
+
+
+def test_the_8bit_merge_agrees_with_the_float_path_out_of_gamut_too():
+    rng = np.random.default_rng(4)
+    rgb = rng.uniform(0, 1, (60, 70, 3)).astype(np.float32)
+    y = color.rgb_to_plane(rgb, 0) * 1.6 - 0.25  # a model output overshooting both ends
+    cb, cr = color.rgb_to_plane(rgb, 1), color.rgb_to_plane(rgb, 2)
+    want = color.to_uint(np.clip(color.planes_to_rgb(y, cb, cr), 0, 1), 8)
+    got = np.empty_like(want)
+    color.merge_u8(y, *color.chroma_for_merge_u8(rgb), got)
+    diff = np.abs(got.astype(int) - want)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert (got == 0).any() and (got == 255).any()  # the clipping was exercised
+
+
+def test_8bit_grey_and_alpha_quantise_like_to_uint():
+    x = np.linspace(-0.1, 1.1, 5001, dtype=np.float32)
+    out = np.empty(x.shape, np.uint8)
+    color.unit_to_u8(x, out)
+    assert np.abs(out.astype(int) - color.to_uint(np.clip(x, 0, 1), 8)).max() <= 1
+    g = np.arange(256, dtype=np.float32) / 255
+    color.y_to_gray_u8(color.gray_to_y(g), out[:256])
+    assert np.array_equal(out[:256], np.arange(256))
