@@ -1,14 +1,15 @@
 """Throughput benchmark: batchsr's shipped models side by side with Pillow bicubic
 and OpenCV dnn_superres (ESPCN, FSRCNN), each run the way its users run it.
 
-    python -m batchsr.bench [--images 100] [--large 2] [--scale 3] [--csv PATH]
+    python -m batchsr.bench [--images 100] [--large 2] [--scale 3] [--repeat 3] [--csv PATH]
 
 Data: B100 (``../shared/data/bsds500/val``) degraded by the scale with the
 shared ``degrade()`` (the LR folder every method reads), and ``--large``
 big LR images (B100 photos enlarged to 1350x1000, i.e. 4050x3000 output at
 x3). Every method runs in a fresh process that reads the folder, upscales
 and writes PNGs; wall time and peak RSS are measured from outside
-(``os.wait4``), so imports and I/O count the same for everyone.
+(``os.wait4``), so imports and I/O count the same for everyone; batchsr
+is byte-compiled first, as an installed copy is.
 "model only" times just the onnxruntime calls on the already-decoded Y.
 
 OpenCV needs ``opencv-contrib-python-headless`` (``pip install '.[bench]'``);
@@ -88,7 +89,15 @@ def _output_pixels(folder: Path, scale: int) -> int:
     return total
 
 
-def run_bench(images: int, large: int, scale: int, threads: int | None) -> list[dict]:
+def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: int = 3) -> list[dict]:
+    """Every method on every folder, ``repeat`` interleaved rounds; each result is the median round.
+
+    Interleaving (round 1 of every method, then round 2, ...) spreads a slow
+    stretch of a shared machine over all methods instead of one, and the
+    median drops the outlier, so the ratios hold between runs.
+    """
+    import statistics
+
     from batchsr.models import shipped
 
     results = []
@@ -101,42 +110,54 @@ def run_bench(images: int, large: int, scale: int, threads: int | None) -> list[
             if e.scale == scale and e.sha256 not in files:
                 files.add(e.sha256)
                 entries.append(e)
+        tflag = ["--threads", str(threads)] if threads else []
         for name, folder in folders.items():
             mp = _output_pixels(folder, scale) / 1e6
             n = len(list(folder.glob("*.png")))
-
-            def add(method: str, wall: float, rss: float, note: str = ""):
-                results.append({"set": name, "method": method, "images": n, "output_mp": mp, "seconds": wall,
-                                "mp_per_s": mp / wall if wall > 0 else float("nan"), "peak_rss_mib": rss,
-                                "note": note})
-                print(f"  {name:6s} {method:32s} {wall:7.2f} s {mp / wall:7.2f} MP/s {rss:7.0f} MiB", flush=True)
-
+            out = work / f"out_{name}"
+            # (label, note, command, reads the model-only time from the child's stdout)
+            methods: list[tuple[str, str, list[str], bool]] = []
             for e in entries:
                 label = f"batchsr {e.name} x{e.scale}"
-                out = work / f"out_{name}_{e.name}"
-                tflag = ["--threads", str(threads)] if threads else []
-                wall, rss, _ = _measure(_wrapped([sys.executable, "-m", "batchsr", str(folder), str(out), "--model",
-                                                  e.name, "--scale", str(e.scale), "--no-psnr", "--quiet", *tflag]))
-                add(label + " end to end", wall, rss)
-                shutil.rmtree(out)
-                wall, rss, stdout = _measure(_wrapped([sys.executable, "-m", "batchsr.bench", "_model_only", str(folder),
-                                                       e.name, str(e.scale), str(threads or 0)]))
-                inner = json.loads(stdout.strip().splitlines()[-2])["seconds"]
-                add(label + " model only", inner, rss, "onnxruntime calls only")
-            out = work / f"out_{name}_pillow"
-            wall, rss, _ = _measure(_wrapped([sys.executable, "-m", "batchsr.bench", "_pillow", str(folder), str(out),
-                                              str(scale)]))
-            add("Pillow bicubic", wall, rss)
+                methods.append((label + " end to end", "", _wrapped(
+                    [sys.executable, "-m", "batchsr", str(folder), str(out), "--model", e.name, "--scale",
+                     str(e.scale), "--no-psnr", "--quiet", *tflag]), False))
+                methods.append((label + " model only", "onnxruntime calls only", _wrapped(
+                    [sys.executable, "-m", "batchsr.bench", "_model_only", str(folder), e.name, str(e.scale),
+                     str(threads or 0)]), True))
+            methods.append(("Pillow bicubic", "", _wrapped(
+                [sys.executable, "-m", "batchsr.bench", "_pillow", str(folder), str(out), str(scale)]), False))
             for peer in ("ESPCN", "FSRCNN"):
                 pb = PEERS / f"{peer}_x{scale}.pb"
-                out = work / f"out_{name}_{peer}"
-                try:
-                    wall, rss, _ = _measure(_wrapped([sys.executable, "-m", "batchsr.bench", "_opencv", str(folder),
-                                                      str(out), peer.lower(), str(scale), str(pb)]))
-                except RuntimeError as exc:
-                    print(f"  {peer}: {exc}", flush=True)
+                methods.append((f"OpenCV dnn_superres {peer} x{scale}", "", _wrapped(
+                    [sys.executable, "-m", "batchsr.bench", "_opencv", str(folder), str(out), peer.lower(),
+                     str(scale), str(pb)]), False))
+            rounds: dict[str, list[tuple[float, float]]] = {m[0]: [] for m in methods}
+            for r in range(repeat):
+                for label, _, cmd, inner in methods:
+                    if r and not rounds[label]:
+                        continue  # failed in round 1 (OpenCV not installed): said once
+                    try:
+                        wall, rss, stdout = _measure(cmd)
+                    except RuntimeError as exc:
+                        print(f"  {label}: {exc}", flush=True)
+                        continue
+                    finally:
+                        shutil.rmtree(out, ignore_errors=True)
+                    seconds = json.loads(stdout.strip().splitlines()[-2])["seconds"] if inner else wall
+                    rounds[label].append((seconds, rss))
+                    print(f"  {name:6s} round {r + 1} {label:38s} {seconds:7.2f} s {mp / seconds:7.2f} MP/s "
+                          f"{rss:7.0f} MiB", flush=True)
+            for label, note, _, _ in methods:
+                got = rounds[label]
+                if not got:
                     continue
-                add(f"OpenCV dnn_superres {peer} x{scale}", wall, rss)
+                secs = [t for t, _ in got]
+                wall = statistics.median(secs)
+                results.append({"set": name, "method": label, "images": n, "output_mp": mp, "seconds": wall,
+                                "mp_per_s": mp / wall if wall > 0 else float("nan"),
+                                "peak_rss_mib": max(r for _, r in got), "rounds": len(got),
+                                "spread": f"{min(secs):.2f}-{max(secs):.2f}", "note": note})
     return results
 
 
@@ -234,14 +255,18 @@ def memory_table(rows: list[dict]) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| set | method | images | output MP | seconds | output MP/s | vs OpenCV ESPCN | peak RSS MiB |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| set | method | images | output MP | seconds (median; range) | output MP/s | vs OpenCV ESPCN | "
+             "vs own model only | peak RSS MiB |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         ref = next((x for x in results if x["set"] == r["set"] and x["method"].startswith("OpenCV dnn_superres ESPCN")),
                    None)
         ratio = f"{r['mp_per_s'] / ref['mp_per_s']:.2f}x" if ref else "-"
-        lines.append(f"| {r['set']} | {r['method']} | {r['images']} | {r['output_mp']:.1f} | {r['seconds']:.2f} | "
-                     f"{r['mp_per_s']:.2f} | {ratio} | {r['peak_rss_mib']:.0f} |")
+        own = next((x for x in results if x["set"] == r["set"] and r["method"].endswith(" end to end")
+                    and x["method"] == r["method"].replace(" end to end", " model only")), None)
+        of_model = f"{100 * r['mp_per_s'] / own['mp_per_s']:.0f} %" if own else ""
+        lines.append(f"| {r['set']} | {r['method']} | {r['images']} | {r['output_mp']:.1f} | {r['seconds']:.2f}; "
+                     f"{r['spread']} | {r['mp_per_s']:.2f} | {ratio} | {of_model} | {r['peak_rss_mib']:.0f} |")
     return "\n".join(lines)
 
 
@@ -258,15 +283,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large", type=int, default=2, help="large images (1350x1000 LR) to add")
     ap.add_argument("--scale", type=int, default=3, choices=(2, 3, 4))
     ap.add_argument("--threads", type=int, help="batchsr inference threads (default: one per core)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="interleaved rounds per method; each figure is the median (default 3)")
     ap.add_argument("--csv", type=Path, help="also write the results as CSV")
     ap.add_argument("--memory", action="store_true", help="only the peak-memory check on two big photos")
     a = ap.parse_args(argv)
+    # Byte-compile batchsr first, as `pip install` does: every child process
+    # then starts like an installed batchsr, also where PYTHONDONTWRITEBYTECODE
+    # is set (it is on the machine these figures come from).
+    import compileall
+
+    compileall.compile_dir(ROOT / "batchsr", quiet=1)
     if a.memory:
         print(f"batchsr memory bench on {os.cpu_count()} CPUs, x{a.scale}", flush=True)
         print(memory_table(memory_bench(a.scale, 2)))
         return 0
     print(f"batchsr bench on {os.cpu_count()} CPUs, x{a.scale}", flush=True)
-    results = run_bench(a.images, a.large, a.scale, a.threads)
+    if a.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    results = run_bench(a.images, a.large, a.scale, a.threads, a.repeat)
     print()
     print(table(results))
     if a.csv:
