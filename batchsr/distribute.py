@@ -45,16 +45,20 @@ class Distributor(Protocol):
 
 
 class LocalDistributor:
-    """This machine: ``jobs`` images in flight (1 = sequential, in the calling thread)."""
+    """This machine: ``threads`` worker threads (default ``jobs``; 1 = sequential, in the
+    calling thread). How many of them compute at once is the work function's business
+    (``pipeline.ImageRunner`` allows ``jobs``)."""
 
-    def __init__(self, jobs: int = 1, window: int | None = None):
+    def __init__(self, jobs: int = 1, window: int | None = None, threads: int | None = None):
         if jobs < 1:
             raise ValueError("jobs must be >= 1")
         self.jobs = jobs
+        self.threads = threads or jobs
         # A couple of items queued per worker keeps every worker busy while the
         # driver writes report rows, without decoding the whole batch ahead.
-        self.window = window or 2 * jobs
-        self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="batchsr") if jobs > 1 else None
+        self.window = window or 2 * self.threads
+        self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="batchsr")
+                      if self.threads > 1 else None)
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         if self._pool is None:

@@ -594,14 +594,17 @@ TMP_SUFFIX = ".batchsr-tmp"
 
 
 def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
-                 before_commit: Callable[[os.stat_result], None] | None = None) -> None:
+                 before_commit: Callable[[os.stat_result], None] | None = None,
+                 before_sync: Callable[[], None] | None = None) -> None:
     """Create ``dst`` through ``write(file)`` on a temporary file in the same folder and a rename.
 
     A crash or kill at any moment leaves either the previous file or the
     complete new one at ``dst``, never a partial file; the temporary file is
     removed on error (a kill -9 can leave one behind, named
     ``.NAME.*.batchsr-tmp``, never at a final path). ``before_commit``
-    gets the finished temporary file's stat just before the rename.
+    gets the finished temporary file's stat just before the rename;
+    ``before_sync`` is called once every byte is written, before the fsync
+    (the pipeline hands its compute slot on there: the fsync only waits).
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -610,6 +613,8 @@ def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            if before_sync is not None:
+                before_sync()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get normal permissions
         if before_commit is not None:
@@ -629,7 +634,8 @@ def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
 def save_atomic(image: Image.Image, dst: Path, fmt: str, *, exif: bytes | None = None,
                 icc: bytes | None = None, dpi: tuple[float, float] | None = None,
                 quality: int = 95, png_level: int = 6,
-                before_commit: Callable[[os.stat_result], None] | None = None) -> None:
+                before_commit: Callable[[os.stat_result], None] | None = None,
+                before_sync: Callable[[], None] | None = None) -> None:
     """Write a Pillow image to ``dst`` atomically (see :func:`write_atomic`)."""
     kw: dict = {}
     if exif and fmt in METADATA_FORMATS:
@@ -644,13 +650,14 @@ def save_atomic(image: Image.Image, dst: Path, fmt: str, *, exif: bytes | None =
         kw["subsampling"] = 0  # 4:4:4: do not blur the chroma we just upscaled
     if fmt == "PNG":
         kw["compress_level"] = png_level
-    write_atomic(Path(dst), lambda f: image.save(f, format=fmt, **kw), before_commit)
+    write_atomic(Path(dst), lambda f: image.save(f, format=fmt, **kw), before_commit, before_sync)
 
 
 def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height: int, channels: int,
                bits: int, dst: Path, fmt: str, *, exif: bytes | None = None, icc: bytes | None = None,
                dpi: tuple[float, float] | None = None, quality: int = 95, png_level: int = 6,
-               before_commit: Callable[[os.stat_result], None] | None = None) -> None:
+               before_commit: Callable[[os.stat_result], None] | None = None,
+               before_sync: Callable[[], None] | None = None) -> None:
     """Write an image arriving as float row bands ``(row0, row1, (rows, W, C) in [0, 1])``, atomically.
 
     ``png_level`` is the zlib level of PNG and TIFF. PNG and TIFF are encoded as the bands arrive (16-bit input stays 16-bit
@@ -671,7 +678,7 @@ def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height:
         else:
             write = lambda f: _write_tiff(f, ints, exif=exif, icc=icc, dpi=dpi, level=png_level,  # noqa: E731
                                           shape=(height, width, channels), bits=out_bits)
-        write_atomic(Path(dst), write, before_commit)
+        write_atomic(Path(dst), write, before_commit, before_sync)
         return
     keep = channels - 1 if fmt == "JPEG" and channels in (2, 4) else channels  # JPEG has no alpha
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[keep]
@@ -680,15 +687,16 @@ def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height:
         u8 = to_uint(band[..., :keep], 8)
         image.paste(Image.fromarray(u8[..., 0] if keep == 1 else u8), (0, r0))
     save_atomic(image, dst, fmt, exif=exif, icc=icc, dpi=dpi, quality=quality, png_level=png_level,
-                before_commit=before_commit)
+                before_commit=before_commit, before_sync=before_sync)
 
 
 def save_pixels(pixels: np.ndarray, bits: int, dst: Path, fmt: str, *, exif: bytes | None = None,
                 icc: bytes | None = None, dpi: tuple[float, float] | None = None,
                 quality: int = 95, png_level: int = 6,
-                before_commit: Callable[[os.stat_result], None] | None = None) -> None:
+                before_commit: Callable[[os.stat_result], None] | None = None,
+                before_sync: Callable[[], None] | None = None) -> None:
     """Write whole float (H, W, C) pixels in [0, 1] to ``dst`` as ``fmt``, atomically:
     :func:`save_bands` with a single band (16-bit stays 16-bit in PNG and TIFF)."""
     h, w, c = pixels.shape
     save_bands([(0, h, pixels)], w, h, c, bits, dst, fmt, exif=exif, icc=icc, dpi=dpi, quality=quality,
-               png_level=png_level, before_commit=before_commit)
+               png_level=png_level, before_commit=before_commit, before_sync=before_sync)

@@ -196,11 +196,14 @@ def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[fl
 
 
 def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
-            on_commit: Callable[[Row, os.stat_result], None] | None = None) -> Row:
+            on_commit: Callable[[Row, os.stat_result], None] | None = None,
+            slot: "ComputeSlot | None" = None) -> Row:
     """Upscale one image and write it atomically. Never raises for a bad input: returns an error row.
 
     ``on_commit(row, stat)`` runs once the output is complete in its
     temporary file, just before it is renamed into place (resume records it).
+    ``slot``, held by the caller, is let go while the output is fsynced and
+    taken again for the PSNR experiment.
     """
     dst = Path(output_root) / job.rel
     row = Row(input=str(job.src), output=str(dst), scale=model.scale, model=model.label,
@@ -226,8 +229,11 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
         bits = 16 if pic.bits == 16 and fmt in images.DEEP_FORMATS else 8
         images.save_bands(upscale_bands(pic.pixels, model, cfg.tile, bits), row.out_width, row.out_height,
                           pic.pixels.shape[2], pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
-                          quality=cfg.quality, png_level=cfg.compression, before_commit=commit)
+                          quality=cfg.quality, png_level=cfg.compression, before_commit=commit,
+                          before_sync=slot.release if slot else None)
         if cfg.psnr:
+            if slot:
+                slot.acquire()
             # The output is written by now: a failing side experiment must not make it an error row.
             try:
                 row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
@@ -285,7 +291,9 @@ def make_distributor(cfg: RunConfig, model: Model | None = None, todo: list[Job]
         from batchsr.ray_engine import RayDistributor
 
         return RayDistributor(cfg, model, todo)
-    return LocalDistributor(cfg.jobs)
+    # Twice --jobs threads: --jobs compute (ImageRunner's slots), the others
+    # start the next images while finished ones wait for their fsync.
+    return LocalDistributor(cfg.jobs, threads=2 * cfg.jobs if cfg.jobs > 1 else 1)
 
 
 def _key(job: Job, model: Model, cfg: RunConfig) -> str | None:
@@ -347,6 +355,29 @@ def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
     return out
 
 
+class ComputeSlot:
+    """One image's hold on one of ``--jobs`` compute slots (a shared semaphore).
+
+    Held from decode to the last encoded byte; let go while the output file
+    is fsynced (a wait on the disk: 2-5 ms an image here, during which the
+    core would idle), so a spare worker thread can start the next image.
+    Idempotent both ways, so error paths may release it again.
+    """
+
+    def __init__(self, slots: threading.Semaphore):
+        self._slots, self._held = slots, False
+
+    def acquire(self) -> None:
+        if not self._held:
+            self._slots.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
 class ImageRunner:
     """:func:`process` for one engine's worker threads: a shared memory budget and
     the right session per image. The local engine and each Ray actor hold one.
@@ -357,7 +388,8 @@ class ImageRunner:
     image that runs alone (too big to share the budget, or the only one to
     do) would leave the other cores idle, so it gets a second session with a
     thread per core (``cores``), built on first need. Not with an explicit
-    ``--threads`` or off the CPU.
+    ``--threads`` or off the CPU. At most ``cfg.jobs`` images compute at once
+    (:class:`ComputeSlot`), however many threads call it.
     """
 
     def __init__(self, cfg: RunConfig, model: Model, todo: int | None = None, cores: int | None = None,
@@ -367,6 +399,7 @@ class ImageRunner:
         # Locally an explicit --threads is the user's word; a Ray actor's --threads is its CPU count.
         self.adapt = not cfg.threads if adapt is None else adapt
         self.budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
+        self.slots = threading.Semaphore(max(1, cfg.jobs))
         self._wide: Model | None = None
         self._wide_lock = threading.Lock()
 
@@ -385,10 +418,15 @@ class ImageRunner:
     def __call__(self, job: Job, output_root: Path,
                  on_commit: Callable[[Row, os.stat_result], None] | None = None) -> Row:
         cost = _output_pixels(job.src, self.model.scale)
+        # Budget first, then a slot; a slot is only ever taken with budget held, so
+        # the two cannot wait on each other.
         self.budget.acquire(cost)
+        slot = ComputeSlot(self.slots)
         try:
-            return process(job, output_root, self.model_for(cost), self.cfg, on_commit)
+            slot.acquire()
+            return process(job, output_root, self.model_for(cost), self.cfg, on_commit, slot)
         finally:
+            slot.release()
             self.budget.release(cost)
 
 

@@ -344,3 +344,70 @@ def test_cli_summary_line_and_exit_codes(tmp_path, random_model_path, capsys):
     assert cli.main(args + ["--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "images/s" in out and "dry run" in out
+
+
+def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, random_model_path, monkeypatch):
+    """--jobs 2: two images compute at once; while both wait on the disk (fsync), a third starts.
+
+    Each fsync blocks until a third image is computing; before compute slots were
+    handed on at the fsync, the two workers just waited and this timed out.
+    """
+    import os
+    import sys
+    import threading
+
+    from PIL import Image
+
+    from batchsr import pipeline
+    from batchsr.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((12, 14, 3), 40 * i, np.uint8)).save(src / f"{i}.png")
+    third_started = threading.Event()
+    timed_out = []
+    started, held, most = [], [0], [0]
+    lock = threading.Lock()
+    real_fsync, real_bands = os.fsync, pipeline.upscale_bands
+    real_acquire, real_release = pipeline.ComputeSlot.acquire, pipeline.ComputeSlot.release
+
+    def fsync(fd):
+        # Only the images' outputs wait (written by workers), not the driver's own files.
+        if (sys._getframe(1).f_code.co_name == "write_atomic" and threading.current_thread() is not
+                threading.main_thread() and not third_started.wait(20)):
+            timed_out.append(fd)
+        real_fsync(fd)
+
+    def bands(*a, **k):
+        with lock:
+            started.append(1)
+            if len(started) == 3:
+                third_started.set()
+        return real_bands(*a, **k)
+
+    def acquire(self):
+        was = self._held
+        real_acquire(self)
+        if not was:
+            with lock:
+                held[0] += 1
+                most[0] = max(most[0], held[0])
+
+    def release(self):
+        was = self._held
+        real_release(self)
+        if was:
+            with lock:
+                held[0] -= 1
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(pipeline, "upscale_bands", bands)
+    monkeypatch.setattr(pipeline.ComputeSlot, "acquire", acquire)
+    monkeypatch.setattr(pipeline.ComputeSlot, "release", release)
+    out = tmp_path / "out"
+    assert main([str(src), str(out), "--model", str(random_model_path), "--jobs", "2", "--no-psnr",
+                 "--quiet"]) == 0
+    assert not timed_out and len(started) == 3
+    assert most[0] == 2  # never more than --jobs images computing
+    assert sorted(p.name for p in out.glob("*.png")) == ["0.png", "1.png", "2.png"]
