@@ -86,7 +86,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="onnxruntime execution providers in order, e.g. cuda,cpu (default: the best "
                         "present of coreml, cuda, cpu)")
     p.add_argument("--threads", type=_positive,
-                   help="inference threads per image in flight (default: cores / --jobs, at least 1; "
+                   help="inference threads per image computing (default: cores / --jobs, at least 1; "
                         "one per core for eval)")
 
 
@@ -97,8 +97,9 @@ def run_parser() -> Parser:
     p.add_argument("output", metavar="OUTPUT", type=Path, help="folder to write the upscaled images to")
     _add_model_options(p)
     p.add_argument("--jobs", type=_positive, default=2, metavar="N",
-                   help="images in flight at once, so decoding and encoding overlap inference (default 2; "
-                        "with --engine ray, per worker)")
+                   help="images computing at once, so decoding and encoding overlap inference; one "
+                        "more may start for each whose output is being fsynced (default 2; with --engine "
+                        "ray, per worker)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="where the images are processed: this machine (default) or a Ray cluster "
                         "(pip install 'batchsr[ray]'; INPUT and OUTPUT must be on a filesystem every node "
