@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", type=Path, help="also write the results as CSV")
     ap.add_argument("--memory", action="store_true", help="only the peak-memory check on two big photos")
     a = ap.parse_args(argv)
+    if a.repeat < 1:
+        ap.error("--repeat must be at least 1")
     # Byte-compile batchsr first, as `pip install` does: every child process
     # then starts like an installed batchsr, also where PYTHONDONTWRITEBYTECODE
     # is set (it is on the machine these figures come from).
@@ -299,8 +301,6 @@ def main(argv: list[str] | None = None) -> int:
         print(memory_table(memory_bench(a.scale, 2)))
         return 0
     print(f"batchsr bench on {os.cpu_count()} CPUs, x{a.scale}", flush=True)
-    if a.repeat < 1:
-        ap.error("--repeat must be at least 1")
     results = run_bench(a.images, a.large, a.scale, a.threads, a.repeat)
     print()
     print(table(results))

@@ -175,16 +175,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="the Ray runs join this running cluster instead of starting Ray themselves")
     ap.add_argument("--dispatch", action="store_true", help="only compare Ray Data and plain actors' dispatch")
     a = ap.parse_args(argv)
-    if not a.dispatch:
-        from batchsr.models import ModelError, resolve
-
-        try:
-            resolve(a.model, a.scale)
-        except ModelError as exc:
-            ap.error(str(exc))
     if a.dispatch:
         dispatch()
         return 0
+    from batchsr.models import ModelError, resolve
+
+    try:
+        resolve(a.model, a.scale)
+    except ModelError as exc:
+        ap.error(str(exc))
     joins = f", Ray joining {a.ray_address}" if a.ray_address else ", Ray started by each run"
     print(f"batchsr engines on {os.cpu_count()} CPUs: model {a.model}, {a.images} B100 images, x{a.scale}, "
           f"--jobs {a.jobs}, "

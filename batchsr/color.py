@@ -192,7 +192,7 @@ def to_uint(x: np.ndarray, bits: int = 8) -> np.ndarray:
     peak = (1 << bits) - 1
     dtype = np.uint8 if bits == 8 else np.uint16
     if isinstance(x, np.ndarray) and x.dtype == np.uint8 and bits == 8:
-        return x  # already 8-bit: upscale_to_uint8 output travels as is
+        return x  # already 8-bit (upscale_bands(bits=8)): travels as is
     t = np.multiply(x, np.float32(peak), dtype=np.float32)  # one temporary, then in place
     np.rint(t, out=t)
     np.clip(t, 0, peak, out=t)

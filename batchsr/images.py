@@ -658,7 +658,8 @@ def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height:
                dpi: tuple[float, float] | None = None, quality: int = 95, png_level: int = 6,
                before_commit: Callable[[os.stat_result], None] | None = None,
                before_sync: Callable[[], None] | None = None) -> None:
-    """Write an image arriving as float row bands ``(row0, row1, (rows, W, C) in [0, 1])``, atomically.
+    """Write an image arriving as row bands ``(row0, row1, (rows, W, C))``, atomically: float in
+    [0, 1], or uint8 already quantised for an 8-bit output (``pipeline.upscale_bands(bits=8)``).
 
     ``png_level`` is the zlib level of PNG and TIFF. PNG and TIFF are encoded as the bands arrive (16-bit input stays 16-bit
     in them), so neither the float nor the integer image is ever whole in

@@ -108,25 +108,23 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bit
             for r0 in range(current.core0, current.core1, MERGE_ROWS):
                 r1 = min(r0 + MERGE_ROWS, current.core1)
                 y_rows = y_sr[(r0 - current.core0) * s:(r1 - current.core0) * s]
+                # What the model does not see, bicubically, for these rows.
+                if colour:
+                    cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
+                a = color.resize_plane_rows(alpha, w * s, r0, r1, s) if alpha is not None else None
                 if u8:
                     band = np.empty((y_rows.shape[0], w * s, c), np.uint8)
                     if colour:
-                        cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
                         color.merge_u8(y_rows, cb, cr, band)
                     else:
                         color.y_to_gray_u8(y_rows, band[..., 0])
-                    if alpha is not None:
-                        color.unit_to_u8(color.resize_plane_rows(alpha, w * s, r0, r1, s), band[..., -1])
-                    yield r0 * s, r1 * s, band
-                    continue
-                if colour:
-                    cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
-                    band = color.planes_to_rgb(y_rows, cb, cr)
+                    if a is not None:
+                        color.unit_to_u8(a, band[..., -1])
                 else:
-                    band = color.y_to_gray(y_rows)[..., None]
-                if alpha is not None:
-                    band = np.concatenate([band, color.resize_plane_rows(alpha, w * s, r0, r1, s)[..., None]], -1)
-                np.clip(band, 0.0, 1.0, out=band)
+                    band = color.planes_to_rgb(y_rows, cb, cr) if colour else color.y_to_gray(y_rows)[..., None]
+                    if a is not None:
+                        band = np.concatenate([band, a[..., None]], -1)
+                    np.clip(band, 0.0, 1.0, out=band)
                 yield r0 * s, r1 * s, band
             parts = []
         if tl is None:
@@ -197,7 +195,7 @@ def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[fl
 
 def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
             on_commit: Callable[[Row, os.stat_result], None] | None = None,
-            slot: "ComputeSlot | None" = None) -> Row:
+            slot: ComputeSlot | None = None) -> Row:
     """Upscale one image and write it atomically. Never raises for a bad input: returns an error row.
 
     ``on_commit(row, stat)`` runs once the output is complete in its

@@ -146,7 +146,6 @@ class ImageWorker:
                  cpus: int):
         from batchsr import models
         from batchsr.engine import EngineOptions
-
         from batchsr.pipeline import ImageRunner
 
         self.cfg = cfg
