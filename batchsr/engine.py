@@ -15,6 +15,23 @@ import numpy as np
 
 log = logging.getLogger("batchsr")
 
+# onnxruntime 1.29+ collects usage telemetry off Windows too, unless told not to:
+# a device id and an event cache under ~/.cache/Microsoft, uploaded to Microsoft
+# when the machine is online. An archive tool has no business reporting home,
+# so it is off unless the user set the variable themselves. It must be set
+# before onnxruntime starts; this module is the only one that imports it.
+# (It also spared each run about 20 ms of writing that cache at exit.)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def import_onnxruntime():
+    """onnxruntime, with its telemetry events off also where it was imported before us."""
+    import onnxruntime as ort
+
+    if os.environ.get("ORT_DISABLE_TELEMETRY") == "1":
+        ort.disable_telemetry_events()
+    return ort
+
 # Best first. CoreML on Apple machines, CUDA where onnxruntime-gpu is installed,
 # the CPU everywhere. Others that onnxruntime reports are used only on request.
 PREFERENCE = ("CoreMLExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -70,7 +87,7 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None =
 
 
 def available_providers() -> list[str]:
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     return list(ort.get_available_providers())
 
@@ -105,7 +122,7 @@ class Engine:
     """
 
     def __init__(self, model: str | os.PathLike | bytes, options: EngineOptions = EngineOptions()):
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         so = ort.SessionOptions()
         so.log_severity_level = 3

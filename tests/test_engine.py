@@ -55,3 +55,29 @@ def test_local_jobs_share_the_cores_without_oversubscribing():
     assert threads_per_job(1, cpus=2) == 2  # one image in flight gets every core
     assert threads_per_job(3, cpus=16) == 5
     assert threads_per_job(4, cpus=2) == 1  # never zero (zero would mean onnxruntime's own default)
+
+
+def test_a_run_leaves_no_onnxruntime_telemetry_behind(tmp_path):
+    """onnxruntime 1.29+ keeps a device id and an upload cache under ~/.cache/Microsoft unless
+    ORT_DISABLE_TELEMETRY=1 is set before it starts: batchsr sets it, the user may still override."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    inp, home = tmp_path / "in", tmp_path / "home"
+    inp.mkdir()
+    home.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), np.uint8)).save(inp / "a.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    subprocess.run([sys.executable, "-m", "batchsr", str(inp), str(tmp_path / "out"), "--quiet", "--no-psnr"],
+                   env=env, check=True, capture_output=True)
+    assert (tmp_path / "out" / "a.png").is_file()
+    assert not (home / ".cache" / "Microsoft").exists()
+    probe = "import os, batchsr.engine; print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    kept = subprocess.run([sys.executable, "-c", probe], env={**env, "ORT_DISABLE_TELEMETRY": "0"},
+                          capture_output=True, text=True, check=True)
+    assert kept.stdout.strip() == "0"  # the user's own setting wins

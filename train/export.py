@@ -43,7 +43,9 @@ def to_onnx(model: keras.Model):
 
 def parity(proto, model: keras.Model, shape=(1, 37, 53, 1), seed: int = 0) -> float:
     """Max abs difference between onnxruntime and Keras on a random non-square input."""
-    import onnxruntime as ort
+    from batchsr.engine import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     x = np.random.default_rng(seed).uniform(16 / 255, 235 / 255, shape).astype(np.float32)
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])

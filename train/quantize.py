@@ -40,10 +40,12 @@ class PatchReader:
 
 
 def quantize(src: Path, dst: Path, patches: int = 64) -> None:
+    from batchsr.engine import import_onnxruntime  # first: it turns onnxruntime's telemetry off
+
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    ort = import_onnxruntime()
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     meta = dict(sess.get_modelmeta().custom_metadata_map)
     reader = PatchReader(sess.get_inputs()[0].name, int(meta["scale"]), patches)
