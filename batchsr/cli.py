@@ -174,6 +174,9 @@ def cmd_eval(argv: list[str]) -> int:
     _setup_logging(False, False)
     model = _load_model(a, p.error)
     from batchsr.evaluate import EvalError, evaluate_folder, table, write_csv
+    from batchsr.tuning import tune_allocator
+
+    tune_allocator()
 
     scores, rows = [], []
     try:
@@ -227,6 +230,9 @@ def cmd_run(argv: list[str]) -> int:
             p.error(str(exc))
     _setup_logging(a.quiet, a.verbose)
     from batchsr.engine import threads_per_job
+    from batchsr.tuning import tune_allocator
+
+    tune_allocator()  # this process is ours: keep the images' temporaries for reuse
 
     # Local jobs share this machine's cores; a Ray worker sizes its own session.
     model = _load_model(a, p.error, threads_per_job(a.jobs) if a.engine == "local" else 0)

@@ -130,21 +130,23 @@ def merge_u8(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, out: np.ndarray) -> 
 
     The same values as ``to_uint(clip(planes_to_rgb(y, Cb, Cr)), 8)`` up to
     float rounding and ties (half rounds up here): at most one level apart,
-    rarely. In five passes over single planes where the float path makes
-    about thirty, which is why 8-bit outputs, by far the common case, take it.
+    rarely. The three channels are summed straight into one interleaved float
+    buffer, clipped in one pass and cast in one copy: a third of the time of
+    clipping each channel into its strided place, and far fewer passes than
+    the float path, which is why 8-bit outputs, by far the common case, take it.
     """
     f = _FUSED
+    rgb = np.empty(y.shape + (3,), np.float32)
     yk = np.multiply(y, f["s"], dtype=np.float32)
     yk += f["cy"]
-    t = np.add(yk, cr)
-    np.clip(t, 0, 255, out=out[..., 0], casting="unsafe")  # truncation after +0.5: rounding
-    np.add(yk, cb, out=t)
-    np.clip(t, 0, 255, out=out[..., 2], casting="unsafe")
-    np.multiply(cb, f["gb"], out=t)
-    t += yk
+    np.add(yk, cr, out=rgb[..., 0])
+    np.add(yk, cb, out=rgb[..., 2])
+    g = np.multiply(cb, f["gb"], dtype=np.float32)
+    g += yk
     np.multiply(cr, f["gr"], out=yk)
-    t += yk
-    np.clip(t, 0, 255, out=out[..., 1], casting="unsafe")
+    np.add(g, yk, out=rgb[..., 1])
+    np.clip(rgb, 0, 255, out=rgb)
+    np.copyto(out, rgb, casting="unsafe")  # truncation after +0.5: rounding
 
 
 def unit_to_u8(x: np.ndarray, out: np.ndarray, scale: float = 255.0, offset: float = 0.0) -> None:
@@ -200,33 +202,22 @@ def to_uint(x: np.ndarray, bits: int = 8) -> np.ndarray:
 
 
 def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bicubic resize of one float32 plane with Pillow (mode "F": no 8-bit rounding).
+    """Bicubic resize of one float plane to (height, width), float32, as Pillow's BICUBIC on
+    mode "F" (no 8-bit rounding): :mod:`batchsr.resample`.
 
     Used for chroma and alpha, which the model does not see.
     """
-    from PIL import Image
+    from batchsr.resample import resize
 
-    im = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))  # float32 2-D -> mode "F"
-    return np.asarray(im.resize((width, height), Image.BICUBIC), dtype=np.float32)
-
-
-def plane_image(plane: np.ndarray):
-    """A float32 plane as a Pillow mode "F" image, for repeated banded resizes."""
-    from PIL import Image
-
-    return Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))
+    return resize(plane, width, height)
 
 
-def resize_plane_rows(image, width: int, row0: int, row1: int, scale: int) -> np.ndarray:
-    """Rows ``row0:row1`` (LR) of a bicubic x``scale`` resize of a mode "F" image.
+def resize_plane_rows(plane: np.ndarray, width: int, row0: int, row1: int, scale: int) -> np.ndarray:
+    """Output rows for LR rows ``row0:row1`` of the x``scale`` bicubic resize of a float
+    (H, W) plane to ``width`` columns: the same rows as the whole resize's."""
+    from batchsr.resample import resize_rows
 
-    Pillow's ``box`` reads the source beyond the box where the filter needs
-    it, so bands equal the same rows of the whole-image resize.
-    """
-    from PIL import Image
-
-    out = image.resize((width, (row1 - row0) * scale), Image.BICUBIC, box=(0, row0, image.width, row1))
-    return np.asarray(out, dtype=np.float32)
+    return resize_rows(plane, width, plane.shape[0] * scale, row0 * scale, row1 * scale)
 
 
 def merge(y_sr: np.ndarray, ycbcr_lr: np.ndarray) -> np.ndarray:

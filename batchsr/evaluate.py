@@ -73,8 +73,11 @@ def evaluate_image(path: Path, model: Model, tile: int | None = None, folder: st
 def evaluate_folder(folder: Path, model: Model, tile: int | None = None,
                     name: str = "") -> tuple[FolderScore, list[ImageScore]]:
     """Mean PSNR/SSIM over a folder (the literature's mean over images)."""
+    from batchsr.tuning import single_threaded_blas
+
     name = name or Path(folder).name
-    rows = [evaluate_image(p, model, tile, name) for p in ground_truths(folder)]
+    with single_threaded_blas():
+        rows = [evaluate_image(p, model, tile, name) for p in ground_truths(folder)]
     mean = lambda attr: float(np.mean([getattr(r, attr) for r in rows]))  # noqa: E731
     return FolderScore(name, len(rows), mean("psnr_bicubic"), mean("ssim_bicubic"),
                        mean("psnr_model"), mean("ssim_model")), rows

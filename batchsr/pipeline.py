@@ -31,6 +31,7 @@ from batchsr.discover import Job, Skip, discover
 from batchsr.lock import RunLock
 from batchsr.models import Model
 from batchsr.report import ERROR, OK, SKIPPED, CsvReport, Row, Summary
+from batchsr.tuning import single_threaded_blas
 
 log = logging.getLogger("batchsr")
 
@@ -41,8 +42,10 @@ AUTO_TILE = 256
 # Output pixels of the images in flight at once (--jobs > 1): about 0.5 GB of
 # output bytes and bands. A bigger image runs alone.
 MEMORY_BUDGET_PIXELS = 64_000_000
-# LR rows merged (chroma resize, YCbCr -> RGB, quantisation) at a time.
-MERGE_ROWS = 32
+# Output pixels merged (chroma resize, YCbCr -> RGB, quantisation) at a time:
+# a B100 photo in one go, a 4050-wide row of tiles in bands of about 43 LR
+# rows; each float temporary is at most 2 MB.
+MERGE_PIXELS = 1 << 19
 
 
 def effective_tile(tile: int | None, height: int, width: int) -> int:
@@ -72,7 +75,7 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bit
     so memory beyond the input and the caller's output buffer is bounded by
     one band, not the image. The model sees luma only (Y for colour, the grey
     level as Y for grey); chroma and alpha are upscaled bicubically, each band
-    with Pillow's ``box`` so it equals the same rows of a whole-image resize.
+    so that it equals the same rows of a whole-image resize (:mod:`batchsr.resample`).
     """
     h, w, c = pixels.shape
     s = model.scale
@@ -83,13 +86,13 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bit
         # One plane at a time: a full YCbCr copy of a big scan is 12 bytes a pixel.
         rgb = pixels[..., :3]
         chroma = color.chroma_for_merge_u8(rgb) if u8 else (color.rgb_to_plane(rgb, 1), color.rgb_to_plane(rgb, 2))
-        planes = [color.plane_image(p) for p in chroma]
+        planes = list(chroma)
         del chroma
         y = color.rgb_to_plane(rgb, 0)
     else:
         y = color.gray_to_y(pixels[..., 0])
         planes = []
-    alpha = color.plane_image(pixels[..., -1]) if has_alpha else None
+    alpha = np.ascontiguousarray(pixels[..., -1], dtype=np.float32) if has_alpha else None
     t = effective_tile(tile, h, w)
     lo, hi = np.inf, -np.inf
     parts: list[np.ndarray] = []
@@ -105,8 +108,9 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bit
                 raise OutputError(f"model output is {y_sr.shape[1]} wide, expected {w * s}")
             # Merge in sub-bands: the float temporaries of a whole tile row of a
             # wide image would cost several times the output's own bytes.
-            for r0 in range(current.core0, current.core1, MERGE_ROWS):
-                r1 = min(r0 + MERGE_ROWS, current.core1)
+            step = max(1, MERGE_PIXELS // (w * s * s))
+            for r0 in range(current.core0, current.core1, step):
+                r1 = min(r0 + step, current.core1)
                 y_rows = y_sr[(r0 - current.core0) * s:(r1 - current.core0) * s]
                 # What the model does not see, bicubically, for these rows.
                 if colour:
@@ -115,7 +119,7 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bit
                 if u8:
                     band = np.empty((y_rows.shape[0], w * s, c), np.uint8)
                     if colour:
-                        color.merge_u8(y_rows, cb, cr, band)
+                        color.merge_u8(y_rows, cb, cr, band[..., :3])
                     else:
                         color.y_to_gray_u8(y_rows, band[..., 0])
                     if a is not None:
@@ -514,7 +518,7 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
     t0 = time.perf_counter()
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    with RunLock(output) as held:
+    with RunLock(output) as held, single_threaded_blas():
         if held.stale:
             log.warning("took over the lock of %s left by %s, which did not finish", output,
                         RunLock.describe(held.stale))

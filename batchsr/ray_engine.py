@@ -147,7 +147,9 @@ class ImageWorker:
         from batchsr import models
         from batchsr.engine import EngineOptions
         from batchsr.pipeline import ImageRunner
+        from batchsr.tuning import own_process
 
+        own_process()  # this actor's process is batchsr's: its cores and memory are the images'
         self.cfg = cfg
         self.output_root = Path(output_root)
         self.model = models.from_bytes(model_bytes, name, sha256,

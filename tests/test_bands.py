@@ -30,10 +30,10 @@ def test_merge_sub_bands_equal_one_merge(random_model, channels, monkeypatch):
 
     px = np.random.default_rng(channels).uniform(0, 1, (31, 17, channels)).astype(np.float32)
     one = upscale_pixels(px, random_model, 0)
-    monkeypatch.setattr(pipeline, "MERGE_ROWS", 4)
+    monkeypatch.setattr(pipeline, "MERGE_PIXELS", 4 * 17 * 3 * 3)  # 4 LR rows of 17 pixels at x3
     bands = list(upscale_bands(px, random_model, 0))
     assert len(bands) == 8 and [b[1] - b[0] for b in bands] == [12] * 7 + [9]
-    # Pillow's banded bicubic (box=) equals the whole resize up to float rounding, far below 1/255.
+    # The banded bicubic is the whole resize's rows, up to BLAS's float rounding (far below 1/255).
     assert np.abs(np.concatenate([b for _, _, b in bands]) - one).max() < 1e-5
 
 
