@@ -90,11 +90,14 @@ def _output_pixels(folder: Path, scale: int) -> int:
 
 
 def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: int = 3) -> list[dict]:
-    """Every method on every folder, ``repeat`` interleaved rounds; each result is the median round.
+    """Every method on every folder, ``repeat`` interleaved rounds; each time is the median round.
 
     Interleaving (round 1 of every method, then round 2, ...) spreads a slow
     stretch of a shared machine over all methods instead of one, and the
-    median drops the outlier, so the ratios hold between runs.
+    median drops the outlier. The ratios ("vs OpenCV ESPCN", "vs own model
+    only") are paired: taken within each round, whose odd rounds run the
+    methods in reverse order, then the median over rounds, so that a drift
+    in the machine's speed cancels out of them.
     """
     import statistics
 
@@ -132,15 +135,20 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                 methods.append((f"OpenCV dnn_superres {peer} x{scale}", "", _wrapped(
                     [sys.executable, "-m", "batchsr.bench", "_opencv", str(folder), str(out), peer.lower(),
                      str(scale), str(pb)]), False))
-            rounds: dict[str, list[tuple[float, float]]] = {m[0]: [] for m in methods}
+            # Per round, every method's (seconds, RSS), None where it failed. Odd rounds run the
+            # methods in reverse: a machine slowing down over a round then weighs on both sides
+            # of each comparison alike (ABBA), and the ratios are taken within each round.
+            rounds: dict[str, list[tuple[float, float] | None]] = {m[0]: [] for m in methods}
             for r in range(repeat):
-                for label, _, cmd, inner in methods:
-                    if r and not rounds[label]:
+                for label, _, cmd, inner in (methods if r % 2 == 0 else methods[::-1]):
+                    if r and not any(rounds[label]):
+                        rounds[label].append(None)
                         continue  # failed in round 1 (OpenCV not installed): said once
                     try:
                         wall, rss, stdout = _measure(cmd)
                     except RuntimeError as exc:
                         print(f"  {label}: {exc}", flush=True)
+                        rounds[label].append(None)
                         continue
                     finally:
                         shutil.rmtree(out, ignore_errors=True)
@@ -148,17 +156,30 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                     rounds[label].append((seconds, rss))
                     print(f"  {name:6s} round {r + 1} {label:38s} {seconds:7.2f} s {mp / seconds:7.2f} MP/s "
                           f"{rss:7.0f} MiB", flush=True)
+            espcn = next((m[0] for m in methods if m[0].startswith("OpenCV dnn_superres ESPCN")), None)
             for label, note, _, _ in methods:
-                got = rounds[label]
+                got = [g for g in rounds[label] if g]
                 if not got:
                     continue
                 secs = [t for t, _ in got]
                 wall = statistics.median(secs)
+                own = label.replace(" end to end", " model only") if label.endswith(" end to end") else None
                 results.append({"set": name, "method": label, "images": n, "output_mp": mp, "seconds": wall,
                                 "mp_per_s": mp / wall if wall > 0 else float("nan"),
                                 "peak_rss_mib": max(r for _, r in got), "rounds": len(got),
-                                "spread": f"{min(secs):.2f}-{max(secs):.2f}", "note": note})
+                                "spread": f"{min(secs):.2f}-{max(secs):.2f}", "note": note,
+                                "vs_espcn": _paired(rounds[espcn], rounds[label]) if espcn else float("nan"),
+                                "vs_model_only": _paired(rounds[own], rounds[label]) if own else float("nan")})
     return results
+
+
+def _paired(reference: list, method: list) -> float:
+    """Median over rounds of reference seconds / method seconds, each round's pair run back to back
+    (the method's throughput relative to the reference's); NaN if no round has both."""
+    import statistics
+
+    ratios = [a[0] / b[0] for a, b in zip(reference, method) if a and b and b[0] > 0]
+    return statistics.median(ratios) if ratios else float("nan")
 
 
 # ---- child processes -------------------------------------------------------------------------------
@@ -255,18 +276,17 @@ def memory_table(rows: list[dict]) -> str:
 
 
 def table(results: list[dict]) -> str:
+    """The results as Markdown. The two ratio columns are medians of per-round ratios (see run_bench)."""
+    import math
+
     lines = ["| set | method | images | output MP | seconds (median; range) | output MP/s | vs OpenCV ESPCN | "
              "vs own model only | peak RSS MiB |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
-        ref = next((x for x in results if x["set"] == r["set"] and x["method"].startswith("OpenCV dnn_superres ESPCN")),
-                   None)
-        ratio = f"{r['mp_per_s'] / ref['mp_per_s']:.2f}x" if ref else "-"
-        own = next((x for x in results if x["set"] == r["set"] and r["method"].endswith(" end to end")
-                    and x["method"] == r["method"].replace(" end to end", " model only")), None)
-        of_model = f"{100 * r['mp_per_s'] / own['mp_per_s']:.0f} %" if own else ""
+        ratio = f"{r['vs_espcn']:.2f}x" if not math.isnan(r.get("vs_espcn", math.nan)) else "-"
+        own = f"{100 * r['vs_model_only']:.0f} %" if not math.isnan(r.get("vs_model_only", math.nan)) else ""
         lines.append(f"| {r['set']} | {r['method']} | {r['images']} | {r['output_mp']:.1f} | {r['seconds']:.2f}; "
-                     f"{r['spread']} | {r['mp_per_s']:.2f} | {ratio} | {of_model} | {r['peak_rss_mib']:.0f} |")
+                     f"{r['spread']} | {r['mp_per_s']:.2f} | {ratio} | {own} | {r['peak_rss_mib']:.0f} |")
     return "\n".join(lines)
 
 
@@ -284,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=int, default=3, choices=(2, 3, 4))
     ap.add_argument("--threads", type=int, help="batchsr inference threads (default: one per core)")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="interleaved rounds per method; each figure is the median (default 3)")
+                    help="interleaved rounds per method (odd ones in reverse order); times are medians, "
+                         "ratios medians of per-round ratios (default 3)")
     ap.add_argument("--csv", type=Path, help="also write the results as CSV")
     ap.add_argument("--memory", action="store_true", help="only the peak-memory check on two big photos")
     a = ap.parse_args(argv)
