@@ -12,9 +12,10 @@ image never needs a width x width matrix), then a vertical pass over just
 the rows a band needs. The values equal Pillow's to float32 rounding (the
 weights are float32 here, double in Pillow): a few 1e-7 relative.
 
-Any output rows can be asked for on their own and come out exactly as the
-same rows of the whole resize, which is what lets the pipeline merge large
-images band by band.
+Any output rows can be asked for on their own and come out as the same rows
+of the whole resize (the same weights; BLAS may round a sum differently in
+the last float32 bit), which is what lets the pipeline merge large images
+band by band.
 """
 
 from __future__ import annotations
