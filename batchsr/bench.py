@@ -168,18 +168,19 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                                 "mp_per_s": mp / wall if wall > 0 else float("nan"),
                                 "peak_rss_mib": max(r for _, r in got), "rounds": len(got),
                                 "spread": f"{min(secs):.2f}-{max(secs):.2f}", "note": note,
-                                "vs_espcn": _paired(rounds[espcn], rounds[label]) if espcn else float("nan"),
-                                "vs_model_only": _paired(rounds[own], rounds[label]) if own else float("nan")})
+                                "vs_espcn": _paired(rounds[espcn], rounds[label]) if espcn else (float("nan"),) * 3,
+                                "vs_model_only": _paired(rounds[own], rounds[label]) if own else (float("nan"),) * 3})
     return results
 
 
-def _paired(reference: list, method: list) -> float:
-    """Median over rounds of reference seconds / method seconds, each round's pair run back to back
-    (the method's throughput relative to the reference's); NaN if no round has both."""
+def _paired(reference: list, method: list) -> tuple[float, float, float]:
+    """(median, lowest, highest) over rounds of reference seconds / method seconds, each round's
+    pair run back to back (the method's throughput relative to the reference's); NaNs if no
+    round has both."""
     import statistics
 
     ratios = [a[0] / b[0] for a, b in zip(reference, method) if a and b and b[0] > 0]
-    return statistics.median(ratios) if ratios else float("nan")
+    return (statistics.median(ratios), min(ratios), max(ratios)) if ratios else (float("nan"),) * 3
 
 
 # ---- child processes -------------------------------------------------------------------------------
@@ -276,15 +277,18 @@ def memory_table(rows: list[dict]) -> str:
 
 
 def table(results: list[dict]) -> str:
-    """The results as Markdown. The two ratio columns are medians of per-round ratios (see run_bench)."""
+    """The results as Markdown. The two ratio columns are medians of per-round ratios, with
+    their lowest and highest round (see run_bench)."""
     import math
 
-    lines = ["| set | method | images | output MP | seconds (median; range) | output MP/s | vs OpenCV ESPCN | "
-             "vs own model only | peak RSS MiB |",
+    lines = ["| set | method | images | output MP | seconds (median; range) | output MP/s | vs OpenCV ESPCN "
+             "(rounds) | vs own model only (rounds) | peak RSS MiB |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
-        ratio = f"{r['vs_espcn']:.2f}x" if not math.isnan(r.get("vs_espcn", math.nan)) else "-"
-        own = f"{100 * r['vs_model_only']:.0f} %" if not math.isnan(r.get("vs_model_only", math.nan)) else ""
+        mid, lo, hi = r["vs_espcn"]
+        ratio = f"{mid:.2f}x ({lo:.2f}-{hi:.2f})" if not math.isnan(mid) else "-"
+        mid, lo, hi = r["vs_model_only"]
+        own = f"{100 * mid:.0f} % ({100 * lo:.0f}-{100 * hi:.0f})" if not math.isnan(mid) else ""
         lines.append(f"| {r['set']} | {r['method']} | {r['images']} | {r['output_mp']:.1f} | {r['seconds']:.2f}; "
                      f"{r['spread']} | {r['mp_per_s']:.2f} | {ratio} | {own} | {r['peak_rss_mib']:.0f} |")
     return "\n".join(lines)
@@ -328,10 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.csv:
         import csv
 
+        flat = [{k2: v2 for k, v in r.items()
+                 for k2, v2 in (zip((k, k + "_low", k + "_high"), v) if isinstance(v, tuple) else [(k, v)])}
+                for r in results]
         with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(results[0]))
+            w = csv.DictWriter(f, fieldnames=list(flat[0]))
             w.writeheader()
-            w.writerows(results)
+            w.writerows(flat)
     return 0
 
 
