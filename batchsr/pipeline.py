@@ -85,15 +85,14 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bit
     if colour:
         # One plane at a time: a full YCbCr copy of a big scan is 12 bytes a pixel.
         rgb = pixels[..., :3]
-        chroma = color.chroma_for_merge_u8(rgb) if u8 else (color.rgb_to_plane(rgb, 1), color.rgb_to_plane(rgb, 2))
-        planes = list(chroma)
-        del chroma
+        planes = color.chroma_for_merge_u8(rgb) if u8 else (color.rgb_to_plane(rgb, 1), color.rgb_to_plane(rgb, 2))
         y = color.rgb_to_plane(rgb, 0)
     else:
         y = color.gray_to_y(pixels[..., 0])
-        planes = []
+        planes = ()
     alpha = np.ascontiguousarray(pixels[..., -1], dtype=np.float32) if has_alpha else None
     t = effective_tile(tile, h, w)
+    merge_rows = max(1, MERGE_PIXELS // (w * s * s))  # LR rows per merged sub-band
     lo, hi = np.inf, -np.inf
     parts: list[np.ndarray] = []
     current = None
@@ -108,9 +107,8 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bit
                 raise OutputError(f"model output is {y_sr.shape[1]} wide, expected {w * s}")
             # Merge in sub-bands: the float temporaries of a whole tile row of a
             # wide image would cost several times the output's own bytes.
-            step = max(1, MERGE_PIXELS // (w * s * s))
-            for r0 in range(current.core0, current.core1, step):
-                r1 = min(r0 + step, current.core1)
+            for r0 in range(current.core0, current.core1, merge_rows):
+                r1 = min(r0 + merge_rows, current.core1)
                 y_rows = y_sr[(r0 - current.core0) * s:(r1 - current.core0) * s]
                 # What the model does not see, bicubically, for these rows.
                 if colour:

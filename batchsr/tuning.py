@@ -26,9 +26,10 @@ def tune_allocator() -> bool:
     free at its top, so each image faulted its temporaries' pages in afresh:
     a 100-image B100 run with the fast model spent 0.50 s in the kernel and
     took 1.61 s, against 0.21 s and 1.44 s with these limits (median of six
-    interleaved runs each, 2-core machine). Memory stays bounded by the largest working set, as before: what is kept
-    is what the next image reuses. Returns whether the allocator took it
-    (glibc on Linux); elsewhere nothing changes.
+    interleaved runs each, 2-core machine). Memory stays bounded by the
+    largest working set, as before: what is kept is what the next image
+    reuses. Returns whether the allocator took it (glibc on Linux);
+    elsewhere nothing changes.
     """
     if not sys.platform.startswith("linux"):
         return False
