@@ -135,11 +135,16 @@ def run_parser() -> Parser:
 def eval_parser() -> Parser:
     p = Parser(prog="batchsr eval",
                description="Evaluate a model against bicubic on folders of ground-truth images under the "
-                           "standard protocol: mod-crop, PIL bicubic downscale, Y (BT.601 studio range), "
-                           "shave `scale` pixels, PSNR (peak 255) and SSIM (Gaussian, sigma 1.5).")
+                           "standard protocol: mod-crop, PIL bicubic downscale (or --degradation realistic), "
+                           "Y (BT.601 studio range), shave `scale` pixels, PSNR (peak 255) and SSIM "
+                           "(Gaussian, sigma 1.5); colour as PSNR on Cb/Cr.")
     p.add_argument("folders", nargs="+", metavar="[NAME=]FOLDER",
                    help="folders of ground-truth images; NAME= labels the row (e.g. B100=.../bsds500/val)")
     _add_model_options(p)
+    p.add_argument("--degradation", choices=("bicubic", "realistic"), default="bicubic",
+                   help="how each LR input is made: bicubic (the standard protocol, default) or realistic "
+                        "(blur, resizing, noise and JPEG, seeded per image: a fixed damaged version of the set)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the realistic sets (default 0)")
     p.add_argument("--csv", type=Path, metavar="PATH", help="write per-image rows to this CSV")
     return p
 
@@ -181,15 +186,15 @@ def cmd_eval(argv: list[str]) -> int:
     scores, rows = [], []
     try:
         for name, folder in folders:
-            s, r = evaluate_folder(folder, model, a.tile, name)
+            s, r = evaluate_folder(folder, model, a.tile, name, a.degradation, a.seed)
             scores.append(s)
             rows += r
     except EvalError as exc:  # a mean over a folder with a broken image would mislead
         print(f"batchsr eval: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(table(scores, model))
+    print(table(scores, model, a.degradation))
     if a.csv:
-        write_csv(a.csv, rows, model)
+        write_csv(a.csv, rows, model, a.degradation)
     return EXIT_OK
 
 

@@ -189,6 +189,13 @@ def y_metric(rgb_u8: np.ndarray) -> np.ndarray:
     return 16.0 + a @ _FORWARD[0]
 
 
+def cbcr_metric(rgb_u8: np.ndarray) -> np.ndarray:
+    """Cb and Cr in 8-bit units [16, 240] (float64, (..., 2)) of an 8-bit RGB image:
+    the chroma counterpart of :func:`y_metric`."""
+    a = np.asarray(rgb_u8, dtype=np.float64) / 255.0
+    return _OFFSET[1:] + a @ _FORWARD[1:].T
+
+
 def to_uint(x: np.ndarray, bits: int = 8) -> np.ndarray:
     """Float in [0, 1] -> rounded, clipped unsigned integers of ``bits`` (8 or 16)."""
     peak = (1 << bits) - 1

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from batchsr.color import y_metric
+from batchsr.color import cbcr_metric, y_metric
 
 
 def _shave(a: np.ndarray, shave: int) -> np.ndarray:
@@ -34,6 +34,24 @@ def psnr_y(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float:
         d = y_metric(a[r:r + 256]) - y_metric(b[r:r + 256])
         sse += float(np.sum(d * d))
     mse = sse / (a.shape[0] * a.shape[1])
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def psnr_cbcr(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float | None:
+    """PSNR (dB, peak 255) over both chroma planes (BT.601 studio-range Cb and Cr) of two
+    same-sized 8-bit RGB images, shaved like ``psnr_y``; None for a grey ground truth,
+    which has no colour to measure. Colour noise and JPEG chroma blocks show here."""
+    if truth_u8.shape != test_u8.shape:
+        raise ValueError(f"size mismatch: {truth_u8.shape} vs {test_u8.shape}")
+    if truth_u8.ndim == 2 or (np.array_equal(truth_u8[..., 0], truth_u8[..., 1])
+                              and np.array_equal(truth_u8[..., 0], truth_u8[..., 2])):
+        return None
+    a, b = _shave(truth_u8, shave), _shave(test_u8, shave)
+    sse = 0.0
+    for r in range(0, a.shape[0], 256):
+        d = cbcr_metric(a[r:r + 256]) - cbcr_metric(b[r:r + 256])
+        sse += float(np.sum(d * d))
+    mse = sse / (a.shape[0] * a.shape[1] * 2)
     return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
 
 

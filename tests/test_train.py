@@ -78,6 +78,50 @@ def test_patches_are_aligned_and_reproducible(shared):
     assert np.abs(hr_mean - a[0][0, :, :, 0]).mean() < 0.03
 
 
+def test_realistic_pairs_share_the_hr_and_are_reproducible(shared):
+    files = list_images(TRAIN_DIRS)[:2]
+    pairs = load_pairs(files, 3, 16, "realistic", variants=3, seed=5)
+    again = load_pairs(files, 3, 16, "realistic", variants=3, seed=5, processes=2)
+    assert len(pairs) == 6 and pairs[0][1] is pairs[2][1] and pairs[0][1] is not pairs[3][1]
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(pairs, again))
+    assert not np.array_equal(pairs[0][0], pairs[1][0])  # each variant has its own damage
+    bicubic = load_pairs(files, 3, 16)
+    assert np.array_equal(bicubic[0][1], pairs[0][1]) and pairs[0][0].shape == bicubic[0][0].shape
+    with pytest.raises(ValueError, match="unknown degradation"):
+        load_pairs(files, 3, 16, "gaussian")
+
+
+def test_mixed_precision_keeps_the_output_float32_and_the_policy_untouched():
+    from train.loop import build
+
+    before = keras.mixed_precision.dtype_policy().name
+    m = build(TrainConfig(arch="skip4x32", scale=3, steps=10, precision="mixed_bfloat16"))
+    assert keras.mixed_precision.dtype_policy().name == before
+    convs = [l for l in m.layers if isinstance(l, keras.layers.Conv2D)]
+    assert convs[0].compute_dtype == "bfloat16" and convs[-1].compute_dtype == "float32"
+    assert m.output.dtype == "float32"
+    assert all(w.dtype == "float32" for w in m.weights)  # checkpoints load into float32 models
+
+
+def test_fine_tuning_starts_from_the_init_weights(trained, tmp_path):
+    from train.loop import build, restore
+
+    cfg, ckpt, _ = trained
+    tuned = tmp_path / "tuned"
+    state = train(TrainConfig(arch="skip4x32", scale=3, steps=0, init=str(ckpt), **SMALL), tuned,
+                  log=lambda m: None)
+    assert state["init"]["step"] == 6
+    # steps=0 trains nothing: the new checkpoint's model is the init model
+    m0, m1 = build(cfg), build(cfg)
+    restore(m0, ckpt)
+    m1.load_weights(ckpt / "model.weights.h5")
+    x = np.random.default_rng(0).random((1, 12, 12, 1)).astype("float32")
+    assert np.array_equal(m0.predict(x, verbose=0), m1.predict(x, verbose=0))
+    state = train(TrainConfig(arch="skip4x32", scale=3, steps=3, init=str(ckpt), degradation="realistic",
+                              variants=2, **SMALL), tmp_path / "tuned2", log=lambda m: None)
+    assert state["step"] == 3 and state["images"] == 4 and np.isfinite(state["history"][-1]["loss"])
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("ckpt")

@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--ckpt-every", type=int)
     ap.add_argument("--max-images", type=int, help="train on the first N images only (tests)")
+    ap.add_argument("--degradation", choices=("bicubic", "realistic"),
+                    help="how LR training images are made (batchsr.degrade); default bicubic")
+    ap.add_argument("--variants", type=int, help="realistic LRs per training image (default 1)")
+    ap.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
+                    help="training compute precision (weights stay float32); mixed_bfloat16 pays on AMX CPUs and GPUs")
+    ap.add_argument("--init", type=Path, help="a new run starts from this checkpoint's weights (fine-tune)")
     ap.add_argument("--data", nargs="+", help="training image folders (default: BSDS500 train+test)")
     ap.add_argument("--ckpt", type=Path, help="checkpoint folder (default train/checkpoints/NAME_xSCALE)")
     ap.add_argument("--max-minutes", type=float,
@@ -78,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     state = load_state(ckpt)
     overrides = dict(steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr, loss=a.loss, seed=a.seed,
                      ckpt_every=a.ckpt_every, max_images=a.max_images,
+                     degradation=a.degradation, variants=a.variants, precision=a.precision,
+                     init=portable(a.init) if a.init else None,
                      data_dirs=tuple(portable(d) for d in a.data) if a.data else None)
     if state is not None:
         cfg = config_from_state(state, **overrides)

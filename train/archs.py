@@ -93,9 +93,11 @@ def skip(depth: int, width: int, first_kernel: int = 3) -> Callable[[int], keras
         for i in range(depth):
             x = layers.Conv2D(width, first_kernel if i == 0 else 3, padding="same", activation="relu",
                               kernel_initializer="he_normal")(x)
-        x = layers.Conv2D(scale * scale, 3, padding="same", kernel_initializer="zeros")(x)
-        x = AddInput(name="add_input")(x, inp)
-        out = DepthToSpace(scale, name="depth_to_space")(x)
+        # The output layers compute in float32 even under a mixed-precision training
+        # policy: the residual is a few 8-bit levels, below bfloat16's resolution at Y ~ 1.
+        x = layers.Conv2D(scale * scale, 3, padding="same", kernel_initializer="zeros", dtype="float32")(x)
+        x = AddInput(name="add_input", dtype="float32")(x, inp)
+        out = DepthToSpace(scale, name="depth_to_space", dtype="float32")(x)
         k = "" if first_kernel == 3 else f"k{first_kernel}"
         return keras.Model(inp, out, name=f"skip{depth}x{width}{k}")
 

@@ -1,4 +1,11 @@
-"""Training data: BSDS500 train+test degraded by batchsr.degrade, as Y patches."""
+"""Training data: BSDS500 train+test degraded by batchsr.degrade, as Y patches.
+
+``bicubic`` pairs each image with its one bicubic LR; ``realistic`` pairs it
+with ``variants`` LRs made by ``degrade_realistic``, each from its own seed,
+so patches see many kinds and strengths of damage while the degradation of
+a whole image stays out of the training step (its JPEG and blur cost about
+as much as a step).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from batchsr.color import rgb_to_y
-from batchsr.degrade import degrade
+from batchsr.degrade import degrade, degrade_realistic
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -52,17 +59,48 @@ def list_images(dirs) -> list[Path]:
     return files
 
 
-def load_pairs(files, scale: int, min_lr: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(Y_lr, Y_hr) float32 arrays in model units (Y/255) for every image big enough."""
-    pairs = []
-    for path in files:
-        with Image.open(path) as im:
-            hr, lr = degrade(im.convert("RGB"), scale)
-        y_lr = rgb_to_y(np.asarray(lr, dtype=np.float32) / 255.0)
-        y_hr = rgb_to_y(np.asarray(hr, dtype=np.float32) / 255.0)
-        if min(y_lr.shape) >= min_lr:
-            pairs.append((y_lr, y_hr))
-    return pairs
+DEGRADATIONS = ("bicubic", "realistic")
+
+
+def _y(image: Image.Image) -> np.ndarray:
+    return rgb_to_y(np.asarray(image, dtype=np.float32) / 255.0)
+
+
+def _image_pairs(job: tuple) -> list[tuple[np.ndarray, np.ndarray]]:
+    path, index, scale, min_lr, degradation, variants, seed = job
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    if degradation == "bicubic":
+        hr, lr = degrade(rgb, scale)
+        lrs = [lr]
+    else:
+        lrs = []
+        for v in range(variants):
+            hr, lr = degrade_realistic(rgb, scale, np.random.default_rng((seed, index, v)))
+            lrs.append(lr)
+    y_hr = _y(hr)
+    return [(y, y_hr) for y in map(_y, lrs) if min(y.shape) >= min_lr]
+
+
+def load_pairs(files, scale: int, min_lr: int, degradation: str = "bicubic", variants: int = 1,
+               seed: int = 0, processes: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(Y_lr, Y_hr) float32 arrays in model units (Y/255) for every image big enough.
+
+    ``realistic`` gives ``variants`` pairs per image, sharing one HR array; the
+    LR of variant ``v`` of image ``i`` is seeded by ``(seed, i, v)``, so a
+    resumed run rebuilds the same pairs. ``processes`` > 1 degrades in a pool.
+    """
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"unknown degradation {degradation!r}; choose from {', '.join(DEGRADATIONS)}")
+    jobs = [(p, i, scale, min_lr, degradation, variants, seed) for i, p in enumerate(files)]
+    if processes > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(processes) as pool:
+            per_image = list(pool.map(_image_pairs, jobs, chunksize=8))
+    else:
+        per_image = [_image_pairs(j) for j in jobs]
+    return [pair for pairs in per_image for pair in pairs]
 
 
 class PatchDataset(keras.utils.PyDataset):

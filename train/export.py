@@ -86,6 +86,12 @@ def register(manifest: Path, name: str, scale: int, file: Path, digest: str) -> 
     tmp.replace(manifest)
 
 
+def _degradation(cfg: dict) -> str:
+    if cfg.get("degradation", "bicubic") == "bicubic":
+        return "PIL bicubic"
+    return f"degrade_realistic, {cfg.get('variants', 1)} seeded LRs per image"
+
+
 def export_checkpoint(ckpt: Path, out: Path, name: str, manifest: Path | None = None,
                       validate: bool = True, aliases=(), log=print) -> dict:
     """Export ``ckpt`` to ``out`` and register it as ``name``; returns the metadata written."""
@@ -120,7 +126,8 @@ def export_checkpoint(ckpt: Path, out: Path, name: str, manifest: Path | None = 
         "input": "NHWC float32 [N,H,W,1]: luma Y/255, ITU-R BT.601 studio range (Y in [16,235])",
         "output": "NHWC float32 [N,H*scale,W*scale,1], same units",
         "training_data": f"{state.get('images', '?')} images of {' + '.join(Path(d).name for d in cfg['data_dirs'])}"
-                         f" (BSDS500), LR by batchsr.degrade (PIL bicubic)",
+                         f" (BSDS500), LR by batchsr.degrade: {_degradation(cfg)}",
+        "degradation": cfg.get("degradation", "bicubic"),
         "steps": state["step"],
         "batch": cfg["batch"],
         "patch": cfg["patch"],
