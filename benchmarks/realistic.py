@@ -112,13 +112,13 @@ def speed(scale: int, images: int, repeat: int, names: list[str]) -> list[dict]:
         src.mkdir()
         for stem, _, lr in pairs("B100", scale, "realistic", limit=images):
             Image.fromarray(lr).save(src / f"{stem}.png")
-        cmds = {}
+        cmds, outs = {}, {n: Path(tmp) / f"out_{n}" for n in names}
         for n in names:
-            out = str(Path(tmp) / f"out_{n}")
+            out = str(outs[n])
             if n in PEER_NAMES:
                 cmds[n] = [sys.executable, __file__, "_child", n, str(scale), str(src), out]
             else:
-                cmds[n] = [sys.executable, "-m", "batchsr.cli", str(src), out, "--model", n, "--scale", str(scale),
+                cmds[n] = [sys.executable, "-m", "batchsr", str(src), out, "--model", n, "--scale", str(scale),
                            "--no-psnr", "--quiet", "--overwrite"]
         times: dict[str, list[float]] = {n: [] for n in names}
         for r in range(repeat):
@@ -128,6 +128,9 @@ def speed(scale: int, images: int, repeat: int, names: list[str]) -> list[dict]:
                 if proc.returncode:
                     raise RuntimeError(f"{n}: {proc.stderr.strip().splitlines()[-1:]}")
                 times[n].append(time.perf_counter() - t0)
+                made = len(list(outs[n].glob("*.png")))
+                if made != images:
+                    raise RuntimeError(f"{n} wrote {made} of {images} outputs")
     return [{"method": n, "images": images, "seconds": statistics.median(t), "low": min(t), "high": max(t)}
             for n, t in times.items()]
 
