@@ -32,7 +32,6 @@ import statistics
 import tempfile
 import time
 import urllib.parse
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 from batchsr.config import ASSETS_NAME, DEFAULT_HTML_SAMPLE, HTML_NAME, REPORT_NAME
+from batchsr.isolation import own_pixel_limit, umask, warnings_into
 from batchsr.report import OK, SKIPPED, Row, Summary, read_report
 
 PAGE_ROWS = 500  # rows per table page: about 150 KB of HTML
@@ -244,19 +244,12 @@ def _href(target: Path, page_dir: Path) -> str:
 
 def _open_upright(path: Path) -> Image.Image:
     """Decode ``path`` the way the runner saw it: EXIF orientation applied."""
-    with warnings.catch_warnings():
-        # our own bound below replaces Pillow's, as in images.load
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            with Image.open(path) as im:
-                if im.width * im.height > MAX_DRAW_PIXELS:
-                    raise ValueError(f"{im.width}x{im.height} is too large to draw")
-                im.load()
-                return ImageOps.exif_transpose(im)
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+    # Our own bound below replaces Pillow's, as in images.load, without touching its global.
+    with own_pixel_limit(), warnings_into([]), Image.open(path) as im:
+        if im.width * im.height > MAX_DRAW_PIXELS:
+            raise ValueError(f"{im.width}x{im.height} is too large to draw")
+        im.load()
+        return ImageOps.exif_transpose(im)
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
@@ -753,7 +746,7 @@ def build(output: str | os.PathLike, csv_path: str | os.PathLike | None = None,
     asset_url = f"{urllib.parse.quote(ASSETS_NAME)}/{build_id}/"
     tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=assets))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the page is for everyone
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the page is for everyone
         figures = [draw_figure(p, n + 1, outputs(p.row.output), tmp, crop, focus)
                    for n, p in enumerate(choose_sample(rows, sample, seed))]
         table = _table_section(root, rows, outputs, tmp, assets / build_id, asset_url)
@@ -768,10 +761,6 @@ def build(output: str | os.PathLike, csv_path: str | os.PathLike | None = None,
     return page
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 __all__ = ["ReportError", "build", "choose_sample", "crop_box", "histogram", "run_stats", "esc"]

@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
+import re
 import struct
 import sys
 import tempfile
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from batchsr.config import DEFAULT_MAX_PIXELS
+from batchsr.isolation import own_pixel_limit, umask, warnings_into
 
 try:
     # ISA-L's deflate writes the same zlib streams as zlib, several times
@@ -56,6 +58,8 @@ def deflate_compressobj(level: int):
 def deflate_compress(data: bytes, level: int) -> bytes:
     """``data`` as one zlib-format stream at a --compression level."""
     return _isal.compress(data, level) if _fast(level) else zlib.compress(data, level)
+
+
 
 
 ORIENTATION = 0x0112
@@ -255,43 +259,342 @@ def _retiled(path: Path, rawmode_for: Callable[[str], str]) -> Image.Image:
     return im
 
 
-def _decode_deep(path: Path, raws: set[str], high: Image.Image) -> np.ndarray:
+def _decode_deep(path: Path, raws: set[str], high: Image.Image,
+                 method: Image.Transpose | None) -> np.ndarray:
     """Full-precision uint16 (H, W, C) pixels of a 16-bit colour file, upright.
 
     ``high`` is Pillow's normal (high-byte) decode of the same file, already
-    loaded; orientation is applied to each decode the same way as to it.
+    loaded; every decode is turned by the same ``method`` (see :func:`_transpose_method`).
     """
     if raws == {_LA16}:
         with _retiled(path, lambda r: "RGBA") as im:
-            b = np.asarray(ImageOps.exif_transpose(im)).astype(np.uint16)
+            b = np.asarray(_transposed(im, method)).astype(np.uint16)
         return np.stack([(b[..., 0] << 8) | b[..., 1], (b[..., 2] << 8) | b[..., 3]], axis=-1)
     with _retiled(path, _OTHER_BYTE.__getitem__) as low:
-        lo = np.asarray(ImageOps.exif_transpose(low)).astype(np.uint16)
-    hi = np.asarray(ImageOps.exif_transpose(high)).astype(np.uint16)
+        lo = np.asarray(_transposed(low, method)).astype(np.uint16)
+    hi = np.asarray(_transposed(high, method)).astype(np.uint16)
     if hi.shape != lo.shape:
         raise ImageError("16-bit decode mismatch between the high and low bytes")
     return (hi << 8) | lo
 
 
-def _carry_exif(exif: Image.Exif, notes: list[str]) -> bytes | None:
-    """EXIF to write to the output: orientation reset to 1, input layout tags removed."""
-    if not len(exif):
+# ---------------------------------------------------------------- metadata that may be damaged
+
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def _read_exif(im: Image.Image, notes: list[str]) -> Image.Exif | None:
+    """The image's EXIF as Pillow parses it; None (and a note) if Pillow cannot parse it at all."""
+    try:
+        return im.getexif()
+    except Exception as exc:  # malformed EXIF must not cost the image
+        notes.append(f"EXIF unreadable ({type(exc).__name__}), dropped: the picture is kept as stored")
+        return None
+
+
+def _transpose_method(exif: Image.Exif | None, notes: list[str]) -> Image.Transpose | None:
+    """The transposition that makes the stored pixels upright, from the EXIF orientation
+    (what ``ImageOps.exif_transpose`` does, without re-encoding the EXIF, which raises on
+    damaged tags). An orientation that is not 1-8 is ignored, with a note."""
+    value = exif.get(ORIENTATION) if exif is not None else None
+    if value is None:
+        return None
+    o = value[0] if isinstance(value, tuple) and value else value  # Pillow keeps a count > 1 as a tuple
+    try:
+        valid = not isinstance(o, (bool, str, bytes)) and float(o) == int(o) and 1 <= int(o) <= 8
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    if not valid:
+        notes.append(f"EXIF orientation {ascii(value)[:24]} is not 1-8: ignored, the picture is kept as stored")
+        return None
+    return _TRANSPOSE.get(int(o))
+
+
+def _transposed(im: Image.Image, method: Image.Transpose | None) -> Image.Image:
+    return im if method is None else im.transpose(method)
+
+
+def _fits_a_tiff_directory(tag: int, value, group: int | None) -> bool:
+    """Whether Pillow can write this one tag (a damaged type or value makes it raise)."""
+    from PIL import TiffImagePlugin
+
+    try:
+        ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II", group=group)
+        ifd[tag] = value
+        ifd.tobytes()
+        return True
+    except Exception:
+        return False
+
+
+def _drop_unwritable_tags(exif: Image.Exif) -> list[str]:
+    """Delete the tags Pillow cannot write back (damaged types or values); their names, as 0xTTTT."""
+    dropped = []
+    for group in (EXIF_IFD, GPS_IFD):
+        if group in exif:
+            sub = exif.get_ifd(group)
+            for tag in list(sub):
+                if not _fits_a_tiff_directory(tag, sub[tag], group):
+                    del sub[tag]
+                    dropped.append(f"0x{tag:04X}")
+    for tag in list(exif):
+        if tag not in (EXIF_IFD, GPS_IFD) and not _fits_a_tiff_directory(tag, exif[tag], None):
+            del exif[tag]
+            dropped.append(f"0x{tag:04X}")
+    return dropped
+
+
+def _carry_exif(exif: Image.Exif | None, notes: list[str]) -> bytes | None:
+    """EXIF to write to the output: orientation reset to 1, input layout tags removed.
+
+    Tags that are too damaged to be written again are dropped one by one (named in
+    a note), so the camera, date and GPS of a photo with one bad tag survive; EXIF
+    that cannot be repaired is dropped whole. The result always parses again.
+    """
+    if exif is None or not len(exif):
         return None
     try:
         for tag in [t for t in exif if t in STRUCTURE_TAGS]:
             del exif[tag]
         if not len(exif):
             return None
-        # exif_transpose removed the tag; an explicit 1 tells every reader
-        # that the pixels are upright as stored.
+        # The pixels were turned upright; an explicit 1 tells every reader
+        # that they are upright as stored.
         exif[ORIENTATION] = 1
         for group in (EXIF_IFD, GPS_IFD):
             if group in exif:
                 exif.get_ifd(group)  # parse the sub-IFD now, so tobytes() writes it back
-        return exif.tobytes() if len(exif) else None
+        try:
+            data = exif.tobytes()
+        except Exception:
+            dropped = _drop_unwritable_tags(exif)
+            data = exif.tobytes()
+            notes.append(f"damaged EXIF tag{'s' if len(dropped) > 1 else ''} {', '.join(dropped[:8])}"
+                         f"{' ...' if len(dropped) > 8 else ''} dropped")
+        check = Image.Exif()
+        check.load(data)
+        for group in (EXIF_IFD, GPS_IFD):
+            if group in check:
+                check.get_ifd(group)
+        return data
     except Exception as exc:  # malformed EXIF must not cost the image
         notes.append(f"EXIF could not be carried over ({type(exc).__name__})")
         return None
+
+
+# Beyond any scanner or printer; such a DPI is damage, and would overflow the output's
+# resolution fields once multiplied by the scale.
+MAX_DPI = 100_000
+
+
+def _sane_dpi(dpi, notes: list[str]) -> tuple[float, float] | None:
+    """The input's DPI if it is a plausible resolution, else None (with a note when one was given)."""
+    if not dpi:
+        return None
+    try:
+        x, y = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError, IndexError, OverflowError):
+        notes.append("DPI unreadable: not carried over")
+        return None
+    if not x or not y:
+        return None  # "no resolution", as Pillow reports an unset one
+    if not (math.isfinite(x) and math.isfinite(y) and 0 < x <= MAX_DPI and 0 < y <= MAX_DPI):
+        notes.append(f"DPI {x:.6g}x{y:.6g} is not a plausible resolution: not carried over")
+        return None
+    return x, y
+
+
+# ---------------------------------------------------------------- damage in the pixel data
+
+# The most pixels a byte can hold in formats whose coding spends a floor of bits on
+# every pixel; a header that declares more than file size x this is damaged or a bomb
+# (a 632-byte JPEG declaring 13000x13000 decodes to 169 megapixels of grey in minutes).
+# The ceilings and the most extreme real files (flat colour, measured with Pillow 13):
+# - JPEG: Huffman coding spends >= 1 bit on each 8x8 block of a full-resolution
+#   component (2 in a baseline scan), so <= 512 pixels a byte for one component and
+#   <= 1024 for any sampling layout; a flat grey 8000x8000 at quality 1 with optimised
+#   tables has 256 (RGB 4:2:0: 171). Arithmetic coding (rare, and Pillow cannot write
+#   it) is not bounded; a blank arithmetic JPEG above 2048 pixels a byte is refused.
+# - PNG: deflate expands 1 byte to at most 1032, and a 1-bit row is width/8 + 1
+#   bytes, so <= 8256; flat 1-bit 30000x2000 at level 9: 5934.
+# - GIF: an LZW code is <= 12 bits and stands for <= 4096 pixels, so <= 2731; flat
+#   8000x8000: 1336.
+# Other formats (TIFF's fax coding, WebP lossless, BMP's RLE) can hold far more, and
+# only --max-pixels applies to them. Twice the ceiling, or more: no real file is refused.
+MAX_PIXELS_PER_BYTE = {"JPEG": 2048, "MPO": 2048, "PNG": 16384, "GIF": 8192}
+
+
+def _check_density(fmt: str, width: int, height: int, file_bytes: int) -> None:
+    """Raise ImageError if a file of ``file_bytes`` cannot hold the ``width`` x ``height`` it declares."""
+    ratio = MAX_PIXELS_PER_BYTE.get(fmt)
+    if ratio and width * height > file_bytes * ratio:
+        raise ImageError(f"{width}x{height} declared in a file of {file_bytes} bytes: more than a {fmt} can "
+                         f"hold (at most {ratio} pixels a byte); the file is corrupt or a decompression bomb")
+
+
+# libjpeg fills what the compressed data does not reach with flat grey (baseline)
+# or leaves it at an earlier scan's coarser state (progressive), and Pillow
+# decodes such a file without a word when it ends in an end marker: a cut file
+# that a copy tool or "repair" closed, or any cut file once a caller sets
+# LOAD_TRUNCATED_IMAGES. So the file is decoded a second time with filler bytes
+# where its last scan's data ends: a complete scan ignores them (libjpeg skips
+# bytes before a marker), one that ran short decodes them as pixels, and the two
+# decodes differ from where the data ran out. That second decode is paid by
+# progressive JPEGs (about the time of the first) and by baseline ones whose last
+# pixel is the fill grey, the pixel that is always missing from a cut baseline scan.
+_FILLER = bytes((i * 73 + 41) % 255 for i in range(256))  # never 0xFF: no marker in it
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a marker other than a stuffed byte or a restart
+
+
+def _jpeg_scan_end(data: bytes) -> int | None:
+    """Where the entropy-coded data of the first image's last scan ends (at a marker or at the
+    end of the data), by walking the marker segments; None if no scan was found."""
+    pos, end, n = 2, None, len(data)
+    while pos + 1 < n:
+        if data[pos] != 0xFF:
+            return end  # not a marker where one must be: keep what was found
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1  # fill byte
+        elif marker == 0xD9:
+            return end
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:
+            pos += 2  # no length field
+        elif pos + 4 > n:
+            return end
+        else:
+            (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+            pos += 2 + length
+            if marker == 0xDA:
+                m = _SCAN_END.search(data, pos)
+                end = pos = m.start() if m else n
+    return end
+
+
+def _check_jpeg_complete(path: Path, im: Image.Image, without_exif: bool) -> None:
+    """Raise ImageError if the decoded JPEG ``im`` holds rows its compressed data did not reach
+    (``without_exif``: ``im`` was opened without the file's EXIF, see :func:`_open`)."""
+    if not (im.info.get("progressive") or im.info.get("progression")):
+        corner = im.getpixel((im.width - 1, im.height - 1))
+        if not all(v in (127, 128) for v in (corner if isinstance(corner, tuple) else (corner,))):
+            return
+    data = path.read_bytes()
+    if without_exif:
+        data = (_split_exif(data) or (data,))[0]
+    end = _jpeg_scan_end(data)
+    if end is None:
+        return
+    probe = data[:end] + _FILLER + (data[end:] or b"\xff\xd9")
+    try:
+        with Image.open(io.BytesIO(probe)) as again:
+            again.load()
+            if again.size != im.size or again.mode != im.mode:
+                return
+            a, b = np.asarray(im), np.asarray(again)
+    except Exception:
+        return  # the probe is ours, not the file's: no verdict
+    for r0 in range(0, a.shape[0], 256):  # in blocks of rows: no full-size temporary
+        rows = np.flatnonzero((a[r0:r0 + 256] != b[r0:r0 + 256]).reshape(-1, a[0].size).any(axis=1))
+        if rows.size:
+            raise ImageError(f"corrupt or truncated JPEG data: the compressed data ends at about row "
+                             f"{r0 + rows[0]} of {im.height}")
+
+
+def _split_exif(data: bytes) -> tuple[bytes, bytes] | None:
+    """A JPEG's bytes without its EXIF segments, and the first EXIF payload; None if it has none."""
+    kept, payload, pos, n = [data[:2]], None, 2, len(data)
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xDA or 0xD0 <= marker <= 0xD9 or marker in (0x01, 0xFF):
+            break  # the scan, or a marker without a length: the rest goes as it is
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        segment = data[pos:pos + 2 + length]
+        if marker == 0xE1 and segment[4:10] == b"Exif\0\0":
+            payload = segment[4:] if payload is None else payload
+        else:
+            kept.append(segment)
+        pos += 2 + length
+    return None if payload is None else (b"".join(kept) + data[pos:], payload)
+
+
+def _open(path: Path, head: bytes, notes: list[str]) -> tuple[Image.Image, bytes | None]:
+    """``Image.open(path)``, and the EXIF payload it had to be opened without, if any.
+
+    Pillow parses a JPEG's EXIF while opening it (for its DPI), and some damage
+    to it makes the whole file unreadable; such a file is opened again without
+    its EXIF segments, which :func:`load` then parses on its own (and repairs).
+    """
+    try:
+        return Image.open(path), None
+    except Exception as exc:
+        if head[:2] != b"\xff\xd8":
+            raise
+        split = _split_exif(path.read_bytes())
+        if split is None:
+            raise
+        try:
+            im = Image.open(io.BytesIO(split[0]))
+        except Exception:
+            raise exc from None
+        notes.append(f"Pillow cannot open this JPEG with its EXIF ({type(exc).__name__}): decoded without it")
+        return im, split[1]
+
+
+def _parse_exif(payload: bytes, notes: list[str]) -> Image.Exif | None:
+    """EXIF from an APP1 payload, parsed apart from its image; None (and a note) if it cannot be."""
+    try:
+        exif = Image.Exif()
+        exif.load(payload)
+        return exif
+    except Exception as exc:
+        notes.append(f"EXIF unreadable ({type(exc).__name__}), dropped: the picture is kept as stored")
+        return None
+
+
+def declared_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from the file's header alone, whatever Pillow's own pixel limit, and
+    without warnings; None if Pillow cannot read the header (:func:`load` says why)."""
+    try:
+        with own_pixel_limit(), warnings_into([]), Image.open(path) as im:
+            return im.size
+    except Exception:
+        return None
+
+
+def _decode(path: Path, im: Image.Image, exif_payload: bytes | None, max_pixels: int, file_bytes: int,
+            notes: list[str]) -> tuple[np.ndarray, int, str, bytes | None, bytes | None, tuple | None]:
+    """:func:`load` once the file is open: the header checks, the decode, orientation and metadata."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(f"{w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
+                         f"{max_pixels / 1e6:.0f} (raise it with --max-pixels)")
+    fmt = im.format or "PNG"
+    _check_density(fmt, w, h, file_bytes)
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"{fmt} has {frames} frames; only the first was upscaled")
+    deep = _deep_rawmodes(im)
+    im.load()
+    if fmt in ("JPEG", "MPO"):
+        _check_jpeg_complete(path, im, exif_payload is not None)
+    icc = im.info.get("icc_profile")
+    dpi = _sane_dpi(im.info.get("dpi"), notes)
+    # The original's EXIF (a transposed copy loses a TIFF's tags), edited for
+    # the output only once every decode has been turned.
+    exif = _read_exif(im, notes) if exif_payload is None else _parse_exif(exif_payload, notes)
+    method = _transpose_method(exif, notes)
+    if deep:
+        pixels = _decode_deep(path, deep, im, method).astype(np.float32) / 65535.0
+        bits = 16
+    else:
+        upright = _transposed(im, method)
+        if upright.mode == "CMYK":
+            upright, icc = cmyk_to_rgb(upright, icc, notes)
+        pixels, bits = to_array(upright, notes)
+    exif_bytes = _carry_exif(exif, notes)
+    return pixels, bits, fmt, exif_bytes, icc, dpi
 
 
 def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
@@ -299,8 +602,13 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
 
     EXIF orientation is applied once here and the tag reset to 1, so the
     output is upright in every viewer and is not rotated twice. The size is
-    checked against ``max_pixels`` from the header, before any pixel is
-    decoded (decompression bombs).
+    checked against ``max_pixels`` and against what the file's size can hold,
+    from the header, before any pixel is decoded (decompression bombs); a JPEG
+    whose compressed data stops before its last rows is an error. Damaged EXIF
+    or DPI never costs the image: what cannot be used is dropped, with a note.
+    Pillow's process-wide state (``Image.MAX_IMAGE_PIXELS``, the warnings
+    filters) is left as the caller set it; Pillow's warnings about this file
+    become its notes, whatever other threads do.
     """
     path = Path(path)
     try:
@@ -314,40 +622,13 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
     if head[4:8] == b"ftyp":  # ISO media (HEIC, AVIF): only then pay pillow-heif's import (~10 ms)
         register_plugins()
     caught: list = []
+    notes: list[str] = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            # Pillow's warnings (corrupt EXIF, ...) go to the report's notes, not to stderr.
-            warnings.simplefilter("always")
-            saved_limit = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, before decoding
-            try:
-                with Image.open(path) as im:
-                    w, h = im.size
-                    if w * h > max_pixels:
-                        raise ImageError(f"{w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
-                                         f"{max_pixels / 1e6:.0f} (raise it with --max-pixels)")
-                    fmt = im.format or "PNG"
-                    notes: list[str] = []
-                    frames = getattr(im, "n_frames", 1)
-                    if frames > 1:
-                        notes.append(f"{fmt} has {frames} frames; only the first was upscaled")
-                    deep = _deep_rawmodes(im)
-                    im.load()
-                    icc = im.info.get("icc_profile")
-                    dpi = im.info.get("dpi")
-                    upright = ImageOps.exif_transpose(im)
-                    if deep:
-                        pixels = _decode_deep(path, deep, im).astype(np.float32) / 65535.0
-                        bits = 16
-                    else:
-                        if upright.mode == "CMYK":
-                            upright, icc = cmyk_to_rgb(upright, icc, notes)
-                        pixels, bits = to_array(upright, notes)
-                    # The original's EXIF (a copy made by exif_transpose loses a TIFF's tags),
-                    # edited only now that every decode has seen its orientation.
-                    exif_bytes = _carry_exif(im.getexif(), notes)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved_limit
+        with own_pixel_limit(), warnings_into(caught):
+            im, exif_payload = _open(path, head, notes)
+            with im:
+                pixels, bits, fmt, exif_bytes, icc, dpi = _decode(path, im, exif_payload, max_pixels, size,
+                                                                  notes)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -357,13 +638,12 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
         raise ImageError(f"corrupt or truncated image: {msg}") from None
     if pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise ImageError("image has no pixels")
-    for w in caught:
-        if not issubclass(w.category, Image.DecompressionBombWarning):
-            text = " ".join(str(w.message).split())
+    for warning in caught:
+        if not isinstance(warning, Image.DecompressionBombWarning):
+            text = " ".join(str(warning).split())
             if text and text not in notes:
                 notes.append(text)
-    dpi_t = (float(dpi[0]), float(dpi[1])) if dpi and dpi[0] and dpi[1] else None
-    return Picture(pixels, bits, fmt, exif_bytes, icc, dpi_t, notes)
+    return Picture(pixels, bits, fmt, exif_bytes, icc, dpi, notes)
 
 
 def _unidentified(head: bytes) -> str:
@@ -402,12 +682,6 @@ def save_notes(pixels: np.ndarray, bits: int, fmt: str) -> list[str]:
     if fmt == "JPEG" and pixels.shape[2] in (2, 4):
         notes.append("alpha channel dropped: JPEG cannot hold it")
     return notes
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _exif_for(exif: bytes | None, width: int, height: int) -> bytes | None:
@@ -616,7 +890,7 @@ def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
             if before_sync is not None:
                 before_sync()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get normal permissions
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; outputs get normal permissions
         if before_commit is not None:
             before_commit(os.stat(tmp))
         # The folder is not fsynced after the rename (3-4 ms an image): after a

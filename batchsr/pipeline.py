@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -267,13 +266,8 @@ def _progress(rows: Iterable, cfg: RunConfig, total: int) -> Iterable:
 
 def _output_pixels(src: Path, scale: int) -> int:
     """Output pixels of an image from its header alone (0 when unreadable: process reports it)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a corrupt header is process()'s to report, once
-            with Image.open(src) as im:
-                return im.width * im.height * scale * scale
-    except Exception:
-        return 0
+    size = images.declared_size(src)  # any size, no warnings: a corrupt header is process()'s to report
+    return size[0] * size[1] * scale * scale if size else 0
 
 
 def make_distributor(cfg: RunConfig, model: Model | None = None, todo: list[Job] | None = None):

@@ -89,9 +89,12 @@ def test_compression_level_trades_size_not_pixels(tmp_path, random_model_path):
             sizes[level, name] = (out / name).stat().st_size
             pixels[level, name] = np.asarray(Image.open(out / name))
     for name in ("p.png", "t.tif"):
-        assert sizes[0, name] > sizes[1, name] >= sizes[3, name] > sizes[9, name]
+        # What is guaranteed on every CPU: the pixels never change, and stored (0) is larger
+        # than any compressed level. Between compressed levels no order is: ISA-L picks its
+        # code paths by CPU (on AVX-512 Xeons level 3 came out larger than level 1).
         for level in (1, 2, 3, 4, 9):
             assert np.array_equal(pixels[0, name], pixels[level, name])
+            assert sizes[0, name] > sizes[level, name]
 
 
 @pytest.mark.parametrize("bits,channels", [(8, 1), (8, 2), (8, 3), (8, 4), (16, 1), (16, 3), (16, 4)])

@@ -349,8 +349,12 @@ def test_cli_summary_line_and_exit_codes(tmp_path, random_model_path, capsys):
 def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, random_model_path, monkeypatch):
     """--jobs 2: two images compute at once; while both wait on the disk (fsync), a third starts.
 
-    Each fsync blocks until a third image is computing; before compute slots were
-    handed on at the fsync, the two workers just waited and this timed out.
+    A handshake, not timing: the first two images to compute wait for each other
+    (a barrier), so both hold a compute slot at once; then each one's fsync waits
+    until a third image computes, which it can only do with a slot one of them
+    handed on. Before compute slots were handed on at the fsync, nothing could
+    free one and the waits timed out. Every wait has a timeout, so a regression
+    fails instead of hanging.
     """
     import os
     import sys
@@ -365,9 +369,10 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
     src.mkdir()
     for i in range(3):
         Image.fromarray(np.full((12, 14, 3), 40 * i, np.uint8)).save(src / f"{i}.png")
-    third_started = threading.Event()
-    timed_out = []
-    started, held, most = [], [0], [0]
+    both_computing = threading.Barrier(2, timeout=30)
+    third_computing = threading.Event()
+    failures = []
+    computing, held, most = [0], [0], [0]
     lock = threading.Lock()
     real_fsync, real_bands = os.fsync, pipeline.upscale_bands
     real_acquire, real_release = pipeline.ComputeSlot.acquire, pipeline.ComputeSlot.release
@@ -375,15 +380,22 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
     def fsync(fd):
         # Only the images' outputs wait (written by workers), not the driver's own files.
         if (sys._getframe(1).f_code.co_name == "write_atomic" and threading.current_thread() is not
-                threading.main_thread() and not third_started.wait(20)):
-            timed_out.append(fd)
+                threading.main_thread() and not third_computing.wait(30)):
+            failures.append("an fsync waited for a third image that never started computing")
         real_fsync(fd)
 
     def bands(*a, **k):
+        # Called with the image's compute slot held, before its first band is computed.
         with lock:
-            started.append(1)
-            if len(started) == 3:
-                third_started.set()
+            computing[0] += 1
+            nth = computing[0]
+        if nth <= 2:
+            try:
+                both_computing.wait()
+            except threading.BrokenBarrierError:
+                failures.append("the first two images did not compute at the same time")
+        else:
+            third_computing.set()
         return real_bands(*a, **k)
 
     def acquire(self):
@@ -408,6 +420,6 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
     out = tmp_path / "out"
     assert main([str(src), str(out), "--model", str(random_model_path), "--jobs", "2", "--no-psnr",
                  "--quiet"]) == 0
-    assert not timed_out and len(started) == 3
-    assert most[0] == 2  # never more than --jobs images computing
+    assert failures == [] and computing[0] == 3 and third_computing.is_set()
+    assert most[0] == 2  # two at once (the barrier), never more than --jobs
     assert sorted(p.name for p in out.glob("*.png")) == ["0.png", "1.png", "2.png"]
