@@ -121,7 +121,8 @@ def run_parser() -> Parser:
     p.add_argument("--overwrite", action="store_true",
                    help="reprocess images whose output is already up to date")
     p.add_argument("--no-psnr", action="store_true",
-                   help="skip the per-image PSNR experiment (saves about 1/scale^2 of the work)")
+                   help="skip the per-image PSNR experiment and damage estimates (saves about 1/scale^2 "
+                        "of the work)")
     p.add_argument("--html", action="store_true",
                    help=f"also write OUTPUT/{HTML_NAME}: the summary, failures and before/after "
                         f"crops of a sample of images, readable offline")

@@ -235,6 +235,7 @@ class Damage:
     noise_sigma: float
 
 
-def estimate(im: Image.Image, y: np.ndarray) -> Damage:
-    """All estimates for one decoded image: ``im`` as Pillow opened it, ``y`` its luma in 8-bit units (H, W)."""
-    return Damage(jpeg_quality=jpeg_quality(im), noise_sigma=noise_sigma(y))
+def estimate(y: np.ndarray, jpeg_quality: float | None) -> Damage:
+    """All estimates for one decoded image: ``y`` its luma in 8-bit units (H, W), ``jpeg_quality``
+    what :func:`jpeg_quality` read from the file as Pillow opened it (``images.Picture`` carries it)."""
+    return Damage(jpeg_quality=jpeg_quality, noise_sigma=noise_sigma(y))

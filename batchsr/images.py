@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from batchsr.config import DEFAULT_MAX_PIXELS
+from batchsr.estimate import jpeg_quality
 from batchsr.isolation import own_pixel_limit, umask, warnings_into
 
 try:
@@ -110,6 +111,7 @@ class Picture:
     icc: bytes | None = None
     dpi: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
+    jpeg_quality: float | None = None  # estimate.jpeg_quality of a JPEG input, else None
 
     @property
     def width(self) -> int:
@@ -627,6 +629,7 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
         with own_pixel_limit(), warnings_into(caught):
             im, exif_payload = _open(path, head, notes)
             with im:
+                quality = jpeg_quality(im)  # from the file's own tables, before any transposed copy
                 pixels, bits, fmt, exif_bytes, icc, dpi = _decode(path, im, exif_payload, max_pixels, size,
                                                                   notes)
     except ImageError:
@@ -643,7 +646,7 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
             text = " ".join(str(warning).split())
             if text and text not in notes:
                 notes.append(text)
-    return Picture(pixels, bits, fmt, exif_bytes, icc, dpi, notes)
+    return Picture(pixels, bits, fmt, exif_bytes, icc, dpi, notes, quality)
 
 
 def _unidentified(head: bytes) -> str:

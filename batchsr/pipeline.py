@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -26,6 +27,7 @@ from batchsr import color, images, metrics, resume, tiling
 from batchsr.config import RunConfig
 from batchsr.degrade import degrade
 from batchsr.distribute import MemoryBudget
+from batchsr.estimate import estimate
 from batchsr.discover import Job, Skip, discover
 from batchsr.lock import RunLock
 from batchsr.models import Model
@@ -194,6 +196,14 @@ def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[fl
     return metrics.psnr_y(truth, bicubic, s), metrics.psnr_y(truth, sr, s)
 
 
+def damage_columns(pic: images.Picture) -> tuple[float | None, float | None]:
+    """(jpeg_quality, noise_sigma) of the report: what the input's file and luma say of its damage."""
+    colour = pic.pixels[..., :3] if pic.pixels.shape[2] >= 3 else None
+    y = color.rgb_to_y(colour) if colour is not None else color.gray_to_y(pic.pixels[..., 0])
+    found = estimate(y * np.float32(255.0), pic.jpeg_quality)
+    return found.jpeg_quality, (None if math.isnan(found.noise_sigma) else found.noise_sigma)
+
+
 def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
             on_commit: Callable[[Row, os.stat_result], None] | None = None,
             slot: ComputeSlot | None = None) -> Row:
@@ -235,6 +245,7 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
                 slot.acquire()
             # The output is written by now: a failing side experiment must not make it an error row.
             try:
+                row.jpeg_quality, row.noise_sigma = damage_columns(pic)
                 row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
                 if row.psnr_bicubic is None:
                     notes.append(f"too small for the PSNR experiment at x{model.scale}")

@@ -33,6 +33,8 @@ class Row:
     seconds: float | None = None
     psnr_bicubic: float | None = None
     psnr_model: float | None = None
+    jpeg_quality: float | None = None  # estimated from a JPEG input's quantisation tables
+    noise_sigma: float | None = None  # estimated noise of the input's luma, 8-bit levels
     providers: str = ""
     notes: str = ""
 
@@ -80,6 +82,10 @@ def _format(name: str, value) -> str:
     if isinstance(value, float):
         if math.isinf(value):
             return "inf"
+        if name == "jpeg_quality":
+            return f"{value:.0f}"
+        if name == "noise_sigma":
+            return f"{value:.2f}"
         return f"{value:.4f}" if name.startswith("psnr") else f"{value:.3f}"
     return str(value)
 

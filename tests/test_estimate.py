@@ -227,11 +227,11 @@ def test_estimate_gives_frozen_damage(shared):
     with Image.open(path) as src:
         im = reopen(src.convert("RGB"), quality=60)
     y = y_metric(np.asarray(im.convert("RGB")))
-    d = E.estimate(im, y)
+    d = E.estimate(y, E.jpeg_quality(im))
     assert d == E.Damage(jpeg_quality=60.0, noise_sigma=E.noise_sigma(y)) and d.noise_sigma < 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.noise_sigma = 0.0
-    assert E.estimate(im.convert("RGB"), y).jpeg_quality is None
+    assert E.estimate(y, E.jpeg_quality(im.convert("RGB"))).jpeg_quality is None
 
 
 # --- the error table (not a test) ----------------------------------------------------------------
