@@ -15,7 +15,7 @@ from batchsr import __version__
 from batchsr.config import (DEFAULT_COMPRESSION, DEFAULT_HTML_SAMPLE, DEFAULT_MAX_PIXELS, FORMATS, HTML_NAME,
                             RunConfig)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_EMPTY = 0, 1, 2, 3, 4
 
 DESCRIPTION = """\
 Upscale every image under INPUT (a folder, walked recursively, or one file)
@@ -31,8 +31,12 @@ other commands:
 """
 EPILOG = """\
 exit codes: 0 every image ok or skipped, 1 some images failed (see the report) or the --html
-page could not be written, 2 usage error (or --engine ray cannot run: Ray missing or unreachable,
-a worker that cannot see INPUT or OUTPUT), 3 OUTPUT is locked by another running batchsr.
+page could not be written, 2 usage or setup error (OUTPUT, its lock or the report cannot be
+written, a link where OUTPUT's report, lock or state file should be, or --engine ray cannot run:
+Ray missing or unreachable, a worker that cannot see INPUT or OUTPUT), 3 OUTPUT is locked by
+another running batchsr, 4 no images found in INPUT (an unmounted share looks like this),
+130 / 143 / 129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (finished images are kept and
+reported, temporary files removed, the lock released).
 
 A rerun skips images whose output is up to date (same input, model and
 settings); a run that was interrupted or killed is finished by running it again.
@@ -253,7 +257,7 @@ def cmd_run(argv: list[str]) -> int:
                     html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample,
                     engine=a.engine, ray_address=a.ray_address)
     from batchsr.lock import Locked
-    from batchsr.pipeline import run
+    from batchsr.pipeline import Interrupted, SetupError, run
 
     try:
         summary = run(cfg, model)
@@ -263,12 +267,22 @@ def cmd_run(argv: list[str]) -> int:
     except EngineUnavailable as exc:  # nothing was processed
         print(f"batchsr: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as exc:  # OUTPUT or the report cannot be written at all
+    except SetupError as exc:  # before any image: OUTPUT, its lock or the report cannot be written
+        print(f"batchsr: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Interrupted as exc:
+        print(f"batchsr: stopped by {exc.name}; finished images are kept and in the report, "
+              f"rerun to continue", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # OUTPUT or the report stopped being writable during the run
         if a.verbose:
             raise
-        print(f"batchsr: cannot run: {exc} (--verbose shows the traceback)", file=sys.stderr)
-        return EXIT_FAILED
+        print(f"batchsr: error: cannot run: {exc} (--verbose shows the traceback)", file=sys.stderr)
+        return EXIT_USAGE
     print(summary.line())
+    if summary.empty:
+        print(f"batchsr: warning: no images found in {cfg.input} (an unmounted share looks like this); "
+              f"exit code {EXIT_EMPTY}", file=sys.stderr)
     if summary.failed and not a.quiet and not a.dry_run:
         print(f"batchsr: see {cfg.report_path} for the failures", file=sys.stderr)
     if cfg.html and not cfg.dry_run:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from batchsr.config import ASSETS_NAME
+from batchsr.resume import STATE_NAME
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp",
                   ".gif", ".heic", ".heif", ".avif"}
@@ -214,7 +215,8 @@ def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator
     Sorted by path. Hidden and system files, non-images, ``output_root`` (when
     it lies inside the input), symlinks leading outside the input, folder
     symlinks, broken links and unreadable folders are yielded as Skip with the
-    reason. Folder symlinks are never followed, so link loops cannot trap the
+    reason. Subfolders holding a batchsr state file (earlier OUTPUTs) are not
+    walked either. Folder symlinks are never followed, so link loops cannot trap the
     walk. Nothing is written.
     """
     input_path = Path(input_path)
@@ -266,6 +268,11 @@ def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator
             if is_dir:
                 if p.resolve() == out_resolved:
                     items.append(Skip(p, "the output folder"))
+                    continue
+                if os.path.lexists(p / STATE_NAME):
+                    # Its images are an earlier run's outputs: upscaling them again is never wanted.
+                    items.append(Skip(p, f"an earlier batchsr OUTPUT (holds {STATE_NAME}): not walked",
+                                      report=True))
                     continue
                 items.append(_Folder(p))  # walked below, in sorted order
                 continue

@@ -738,6 +738,9 @@ def build(output: str | os.PathLike, csv_path: str | os.PathLike | None = None,
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReportError(f"cannot read {csv_path}: {exc}") from None
 
+    for p in (root / HTML_NAME, root / ASSETS_NAME):
+        if os.path.islink(p):  # refused, not replaced: the link is the user's and may lead anywhere
+            raise ReportError(f"{p} is a symbolic link: batchsr never writes through links; remove it")
     st = run_stats(rows)
     outputs = OutputMap(root, rows)
     assets = root / ASSETS_NAME

@@ -12,6 +12,8 @@ import itertools
 import logging
 import math
 import os
+import signal
+import stat as stat_mode
 import sys
 import threading
 import time
@@ -29,7 +31,7 @@ from batchsr.degrade import degrade
 from batchsr.distribute import MemoryBudget
 from batchsr.estimate import estimate
 from batchsr.discover import Job, Skip, discover
-from batchsr.lock import RunLock
+from batchsr.lock import LOCK_NAME, Locked, RunLock
 from batchsr.models import Model
 from batchsr.report import ERROR, OK, SKIPPED, CsvReport, Row, Summary
 from batchsr.tuning import single_threaded_blas
@@ -58,6 +60,87 @@ def effective_tile(tile: int | None, height: int, width: int) -> int:
 
 class OutputError(Exception):
     """The model produced something that must not be written (NaN, wrong size, ...)."""
+
+
+class DestinationError(Exception):
+    """An output path that must not be written: through a link, or onto an INPUT file."""
+
+
+class Stopped(Exception):
+    """The run was asked to stop (a signal): this image is abandoned, nothing of it left on disk."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT, SIGTERM or SIGHUP, raised once everything finished is recorded.
+
+    ``exit_code`` is the shell's convention, 128 + the signal's number (130, 143, 129).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+        try:
+            self.name = signal.Signals(signum).name
+        except ValueError:
+            self.name = f"signal {signum}"
+
+
+class SetupError(Exception):
+    """The run cannot start (OUTPUT, its lock or the report cannot be written); one line, CLI rc 2."""
+
+
+def _reason(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
+
+
+def prepare_folder(output_root: Path, rel_folder: Path) -> None:
+    """Create ``output_root / rel_folder`` one component at a time, never through a link.
+
+    Raises DestinationError when a component is a symbolic link (it may lead
+    anywhere: nothing is written through it) or is not a folder.
+    """
+    here = Path(output_root)
+    for part in Path(rel_folder).parts:
+        here = here / part
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            try:
+                os.mkdir(here)
+            except FileExistsError:  # made by another thread meanwhile
+                pass
+            st = os.lstat(here)
+        if stat_mode.S_ISLNK(st.st_mode):
+            raise DestinationError(f"output folder {here} is a symbolic link: nothing is written through it "
+                                   "(replace it with a real folder)")
+        if not stat_mode.S_ISDIR(st.st_mode):
+            raise DestinationError(f"output folder {here} exists and is not a folder")
+
+
+# OUTPUT's own files: refused up front when they are links (see check_output_links).
+def _bookkeeping(cfg: RunConfig) -> list[Path]:
+    from batchsr.config import ASSETS_NAME, HTML_NAME
+    from batchsr.lock import LOCK_NAME
+
+    output = Path(cfg.output)
+    paths = [output / LOCK_NAME, output / resume.STATE_NAME, cfg.report_path]
+    if cfg.html:
+        paths += [output / HTML_NAME, output / ASSETS_NAME]
+    return paths
+
+
+def check_output_links(cfg: RunConfig) -> None:
+    """Raise SetupError if the report, lock, state file or (with --html) page or assets folder is a link.
+
+    Refused rather than replaced: the link is the user's, and may be deliberate;
+    writing through it would touch a file outside OUTPUT.
+    """
+    for p in _bookkeeping(cfg):
+        if os.path.islink(p):
+            raise SetupError(f"{p} is a symbolic link: batchsr never writes through links; "
+                             "remove it or choose another OUTPUT")
 
 
 def _check_band(y_sr: np.ndarray) -> None:
@@ -206,13 +289,15 @@ def damage_columns(pic: images.Picture) -> tuple[float | None, float | None]:
 
 def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
             on_commit: Callable[[Row, os.stat_result], None] | None = None,
-            slot: ComputeSlot | None = None) -> Row:
+            slot: ComputeSlot | None = None, stop: threading.Event | None = None) -> Row:
     """Upscale one image and write it atomically. Never raises for a bad input: returns an error row.
 
     ``on_commit(row, stat)`` runs once the output is complete in its
     temporary file, just before it is renamed into place (resume records it).
     ``slot``, held by the caller, is let go while the output is fsynced and
-    taken again for the PSNR experiment.
+    taken again for the PSNR experiment. Once ``stop`` is set the image is
+    abandoned (raises Stopped, its temporary file removed) unless its output
+    was already committed.
     """
     dst = Path(output_root) / job.rel
     row = Row(input=str(job.src), output=str(dst), scale=model.scale, model=model.label,
@@ -220,6 +305,7 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
     notes = list(job.notes)
     t0 = time.perf_counter()
     try:
+        prepare_folder(output_root, job.rel.parent)
         pic = images.load(job.src, cfg.max_pixels)
         row.width, row.height = pic.width, pic.height
         notes += pic.notes
@@ -231,12 +317,19 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
         notes += images.save_notes(pic.pixels, pic.bits, fmt)
         # Same print size: the pixels grew by the scale, so must the resolution.
         dpi = (pic.dpi[0] * s, pic.dpi[1] * s) if pic.dpi else None
-        commit = (lambda st: on_commit(row, st)) if on_commit else None
+        def commit(st: os.stat_result) -> None:
+            if stop is not None and stop.is_set():
+                raise Stopped()  # before the record and the rename: nothing of this image stays
+            if on_commit is not None:
+                on_commit(row, st)
+
+        if stop is not None and stop.is_set():
+            raise Stopped()
         # Inference runs as the encoder pulls bands: memory is one band plus
         # what the format's encoder must hold (nothing more for PNG and TIFF).
         # 16-bit only where the input had it and the format keeps it; else the 8-bit merge.
         bits = 16 if pic.bits == 16 and fmt in images.DEEP_FORMATS else 8
-        images.save_bands(upscale_bands(pic.pixels, model, cfg.tile, bits), row.out_width, row.out_height,
+        images.save_bands(_until(stop, upscale_bands(pic.pixels, model, cfg.tile, bits)), row.out_width, row.out_height,
                           pic.pixels.shape[2], pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
                           quality=cfg.quality, png_level=cfg.compression, before_commit=commit,
                           before_sync=slot.release if slot else None)
@@ -251,7 +344,9 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
                     notes.append(f"too small for the PSNR experiment at x{model.scale}")
             except Exception as exc:
                 notes.append(f"PSNR experiment failed ({type(exc).__name__})")
-    except (images.ImageError, OutputError) as exc:
+    except Stopped:
+        raise
+    except (images.ImageError, OutputError, DestinationError) as exc:
         row.status, row.error = ERROR, str(exc)
     except MemoryError:
         row.status, row.error = ERROR, "out of memory (try a smaller --tile)"
@@ -265,6 +360,14 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
     row.notes = "; ".join(notes)
     row.seconds = time.perf_counter() - t0
     return row
+
+
+def _until(stop: threading.Event | None, bands: Iterator) -> Iterator:
+    """``bands``, raising Stopped between two of them once ``stop`` is set."""
+    for band in bands:
+        if stop is not None and stop.is_set():
+            raise Stopped()
+        yield band
 
 
 def _progress(rows: Iterable, cfg: RunConfig, total: int) -> Iterable:
@@ -339,11 +442,20 @@ def _remove_stale_temporaries(output: Path, input_path: Path) -> None:
                     pass
 
 
+def _within(path: str, root: str) -> bool:
+    """Whether resolved ``path`` is ``root`` or lies under it."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
     """Discovery plus resume: each reportable item with its up-to-date state entry (or None)."""
     output = Path(cfg.output)
     state = resume.State(output) if not cfg.overwrite else None
     out: list[tuple[Job | Skip, dict | None]] = []
+    in_root = os.path.realpath(cfg.input) if Path(cfg.input).is_dir() else None
+    out_root = os.path.realpath(output)
+    # With OUTPUT inside INPUT every output lies in the part of INPUT the walk leaves out.
+    output_in_input = in_root is not None and _within(out_root, in_root)
     for item in discover(Path(cfg.input), output, cfg.format):
         if isinstance(item, Skip):
             log.debug("skip %s: %s", item.path, item.reason)
@@ -353,6 +465,12 @@ def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
         if os.path.realpath(output / item.rel) == os.path.realpath(item.src):
             # e.g. `batchsr photo.jpg .` run beside the photo: INPUT is never modified.
             out.append((Skip(item.src, "its output path is the input file itself; choose another OUTPUT",
+                             report=True, status=ERROR), None))
+            continue
+        if in_root is not None and not output_in_input and _within(os.path.realpath(output / item.rel), in_root):
+            # e.g. `batchsr lib/scans lib` with lib/scans/scans/pic.png: its output would be lib/scans/pic.png.
+            out.append((Skip(item.src, f"its output path {output / item.rel} lies inside INPUT, which is never "
+                                       "written; choose an OUTPUT that does not contain INPUT",
                              report=True, status=ERROR), None))
             continue
         entry = state.done(item.rel.as_posix(), _key(item, model, cfg)) if state else None
@@ -407,6 +525,7 @@ class ImageRunner:
         self.slots = threading.Semaphore(max(1, cfg.jobs))
         self._wide: Model | None = None
         self._wide_lock = threading.Lock()
+        self.stop: threading.Event | None = None  # set by the driver on SIGINT/SIGTERM/SIGHUP
 
     def model_for(self, cost: int) -> Model:
         """The model to run an image of ``cost`` output pixels with."""
@@ -429,7 +548,9 @@ class ImageRunner:
         slot = ComputeSlot(self.slots)
         try:
             slot.acquire()
-            return process(job, output_root, self.model_for(cost), self.cfg, on_commit, slot)
+            if self.stop is not None and self.stop.is_set():
+                raise Stopped()
+            return process(job, output_root, self.model_for(cost), self.cfg, on_commit, slot, self.stop)
         finally:
             slot.release()
             self.budget.release(cost)
@@ -450,6 +571,8 @@ class FolderWork:
         self.cfg, self.model, self.state = cfg, model, state
         self.output = Path(cfg.output)
         self.runner = ImageRunner(cfg, model, todo)
+        self.stop = threading.Event()
+        self.runner.stop = self.stop
 
     def ready_row(self, pair: tuple[Job | Skip, dict | None]) -> Row | None:
         """The row of an item settled without the model (skipped, refused, up to date), else None."""
@@ -469,13 +592,20 @@ class FolderWork:
         self.state.record(job.rel.as_posix(), key, stat, width=row.width, height=row.height,
                           out_width=row.out_width, out_height=row.out_height)
 
-    def __call__(self, pair: tuple[Job | Skip, dict | None]) -> Row:
+    def __call__(self, pair: tuple[Job | Skip, dict | None]) -> Row | None:
+        """The item's Row; None once the run is stopping and this item was not finished (no row:
+        nothing of it is on disk)."""
+        if self.stop.is_set():
+            return None
         row = self.ready_row(pair)
         if row is not None:
             return row
         job = pair[0]
         key = self.key(job)
-        return self.runner(job, self.output, lambda r, st: self.record(job, key, r, st))
+        try:
+            return self.runner(job, self.output, lambda r, st: self.record(job, key, r, st))
+        except Stopped:
+            return None
 
 
 def _say(text: str) -> None:
@@ -492,7 +622,9 @@ def dry_run(cfg: RunConfig, model: Model, out: Callable[[str], None] = _say) -> 
     t0 = time.perf_counter()
     summary = Summary(dry_run=True)
     output = Path(cfg.output)
+    summary.found = 0
     for item, entry in plan(cfg, model):
+        summary.found += isinstance(item, Job)
         if isinstance(item, Skip):
             out(f"{item.status:7s} {item.path}: {item.reason}")
             summary.add(_skip_row(item, model))
@@ -520,19 +652,45 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
         return dry_run(cfg, model)
     t0 = time.perf_counter()
     output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
-    with RunLock(output) as held, single_threaded_blas():
+    check_output_links(cfg)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SetupError(f"cannot write to OUTPUT {output}: {_mkdir_reason(output, exc)}") from None
+    try:
+        held = RunLock(output).acquire()
+    except Locked:
+        raise
+    except OSError as exc:
+        raise SetupError(f"cannot write to OUTPUT {output}: {_reason(exc)} ({output / LOCK_NAME})") from None
+    try:
+        summary, signum = _locked_run(cfg, model, on_row, held)
+    finally:
+        held.release()
+    summary.seconds = time.perf_counter() - t0
+    if signum is not None:
+        # Raised only now: every output on disk has its row and its record, the lock is released.
+        raise Interrupted(signum)
+    return summary
+
+
+def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Summary, int | None]:
+    output = Path(cfg.output)
+    with single_threaded_blas():
         if held.stale:
             log.warning("took over the lock of %s left by %s, which did not finish", output,
                         RunLock.describe(held.stale))
         _remove_stale_temporaries(output, Path(cfg.input))
         items = plan(cfg, model)
         state = resume.State(output)
-        state.compact()
+        try:
+            state.compact()
+        except OSError as exc:
+            raise SetupError(f"cannot write to OUTPUT {output}: {_reason(exc)} ({state.path})") from None
         n_jobs = sum(isinstance(i, Job) for i, _ in items)
         log.info("%d images; model %s (%s); providers %s", n_jobs, model.label,
                  model.metadata.get("arch", "?"), ", ".join(model.engine.providers))
-        summary = Summary()
+        summary = Summary(found=n_jobs)
         interactive = not cfg.quiet and sys.stderr.isatty()
 
         todo = [item for item, entry in items if isinstance(item, Job) and entry is None]
@@ -541,8 +699,11 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
         try:
             # The engine starts first: one that cannot run (a Ray worker that cannot
             # see INPUT) fails before the previous report is replaced by an empty one.
-            with make_distributor(cfg, model, todo) as dist, CsvReport(cfg.report_path) as report:
+            with _StopOnSignal(work.stop, immediate=cfg.engine != "local") as signals, \
+                    make_distributor(cfg, model, todo) as dist, _open_report(cfg.report_path) as report:
                 for _, row in _progress(dist.map(work, items), cfg, len(items)):
+                    if row is None:  # abandoned on a signal: nothing of it on disk
+                        continue
                     report.write(row)
                     summary.add(row)
                     if on_row:
@@ -550,8 +711,65 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
                     _log_row(row, cfg, interactive)
         finally:
             state.close()
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    return summary, signals.signum
+
+
+def _mkdir_reason(output: Path, exc: OSError) -> str:
+    for parent in (output, *output.parents):  # the usual cause: a file where a folder should be
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is not a directory"
+    return _reason(exc)
+
+
+def _open_report(path: Path) -> CsvReport:
+    try:
+        return CsvReport(path)
+    except OSError as exc:
+        why = _mkdir_reason(path.parent, exc) if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+            else _reason(exc)
+        raise SetupError(f"cannot write the report {path}: {why}") from None
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+class _StopOnSignal:
+    """While a run writes, SIGINT, SIGTERM and SIGHUP set ``stop`` instead of killing it mid-write.
+
+    Workers then abandon the images not yet committed (their temporary files
+    removed), the driver writes the rows of those that were, and ``run``
+    raises :class:`Interrupted`. A second signal stops at once (KeyboardInterrupt).
+    ``immediate`` (an engine whose workers do not watch ``stop``): raise at once.
+    Only in the main thread (Python's rule for handlers); elsewhere nothing changes.
+    """
+
+    def __init__(self, stop: threading.Event, immediate: bool = False):
+        self.stop, self.immediate = stop, immediate
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None or self.immediate:
+            self.signum = self.signum or signum
+            raise Interrupted(signum)
+        self.signum = signum
+        self.stop.set()
+
+    def __enter__(self) -> "_StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                try:
+                    if signal.getsignal(sig) is signal.SIG_IGN:
+                        continue  # e.g. SIGHUP under nohup: the user asked for it to be ignored
+                    self._old[sig] = signal.signal(sig, self._handle)
+                except (ValueError, OSError):
+                    pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 def _log_row(row: Row, cfg: RunConfig, interactive: bool) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 OK, SKIPPED, ERROR = "ok", "skipped", "error"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_EMPTY = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -98,7 +98,9 @@ class CsvReport:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # backslashreplace: a file name that is not valid UTF-8 (possible on
         # Linux) is written escaped instead of failing the report.
-        self._f = open(self.path, "w", newline="", encoding="utf-8", errors="backslashreplace")
+        # O_NOFOLLOW: a link at the report path is refused (ELOOP), never written through.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        self._f = open(fd, "w", newline="", encoding="utf-8", errors="backslashreplace")
         self._w = csv.writer(self._f)
         self._w.writerow(COLUMNS)
         self._f.flush()
@@ -175,6 +177,12 @@ class Summary:
     seconds: float = 0.0
     gains: list[float] | None = None
     dry_run: bool = False
+    found: int | None = None  # images INPUT held (None: not counted); 0 is EXIT_EMPTY
+
+    @property
+    def empty(self) -> bool:
+        """No image found in INPUT: what an unmounted share looks like to cron."""
+        return self.found == 0
 
     def add(self, row: Row) -> None:
         if row.status == OK:
@@ -191,7 +199,9 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_FAILED if self.failed else EXIT_OK
+        if self.failed:
+            return EXIT_FAILED
+        return EXIT_EMPTY if self.empty else EXIT_OK
 
     def line(self) -> str:
         if self.dry_run:
