@@ -14,4 +14,4 @@ run() {  # scale minutes
 }
 run 3 "${X3_MINUTES:-45}"
 run 4 "${X4_MINUTES:-35}"
-run 2 "${X2_MINUTES:-28}"
+run 2 "${X2_MINUTES:-50}"
