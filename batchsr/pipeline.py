@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from batchsr import color, images, metrics, resume, tiling
-from batchsr.config import RunConfig
+from batchsr.config import ASSETS_NAME, HTML_NAME, RunConfig
 from batchsr.degrade import degrade
 from batchsr.distribute import MemoryBudget
 from batchsr.estimate import estimate
@@ -121,9 +121,6 @@ def prepare_folder(output_root: Path, rel_folder: Path) -> None:
 
 # OUTPUT's own files: refused up front when they are links (see check_output_links).
 def _bookkeeping(cfg: RunConfig) -> list[Path]:
-    from batchsr.config import ASSETS_NAME, HTML_NAME
-    from batchsr.lock import LOCK_NAME
-
     output = Path(cfg.output)
     paths = [output / LOCK_NAME, output / resume.STATE_NAME, cfg.report_path]
     if cfg.html:
