@@ -2,7 +2,7 @@
 # The `photo` models on a CPU: fine-tunes of the `default` checkpoints on the
 # realistic degradation, x3 then x4 then x2, each fitted to its time budget so
 # its cosine schedule ends (run again: each resumes from its checkpoint).
-# mixed_bfloat16 pays on CPUs with AMX (about 3x here, measured in
+# mixed_bfloat16 pays on CPUs with AMX (2.4x here: benchmarks/train_step.py,
 # models/README.md); on others pass PRECISION=float32.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
