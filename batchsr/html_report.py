@@ -36,9 +36,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from batchsr.config import ASSETS_NAME, DEFAULT_HTML_SAMPLE, HTML_NAME, REPORT_NAME
+from batchsr.images import upright
 from batchsr.isolation import own_pixel_limit, umask, warnings_into
 from batchsr.report import OK, SKIPPED, Row, Summary, read_report
 
@@ -249,7 +250,7 @@ def _open_upright(path: Path) -> Image.Image:
         if im.width * im.height > MAX_DRAW_PIXELS:
             raise ValueError(f"{im.width}x{im.height} is too large to draw")
         im.load()
-        return ImageOps.exif_transpose(im)
+        return upright(im)
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:

@@ -318,6 +318,12 @@ def _transposed(im: Image.Image, method: Image.Transpose | None) -> Image.Image:
     return im if method is None else im.transpose(method)
 
 
+def upright(im: Image.Image) -> Image.Image:
+    """``im`` turned by its EXIF orientation as :func:`load` turns it; never raises for bad EXIF."""
+    notes: list[str] = []
+    return _transposed(im, _transpose_method(_read_exif(im, notes), notes))
+
+
 def _fits_a_tiff_directory(tag: int, value, group: int | None) -> bool:
     """Whether Pillow can write this one tag (a damaged type or value makes it raise)."""
     from PIL import TiffImagePlugin

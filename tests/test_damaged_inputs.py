@@ -304,3 +304,18 @@ def test_the_most_compressible_real_files_are_not_refused(tmp_path, case):
     assert ratio > 50  # really extreme files
     assert ratio * 2 < images.MAX_PIXELS_PER_BYTE[fmt]
     assert images.load(p).width > 0
+
+
+@pytest.mark.parametrize("name", ["camera make stored as a rational", "sub-IFDs pointing back at IFD0",
+                                  "orientation 9", "garbage after a TIFF header"])
+def test_upright_turns_like_load_and_never_raises(tmp_path, name):
+    """The HTML page draws inputs through images.upright: the same turn as load, whatever the EXIF
+    (ImageOps.exif_transpose raised AttributeError on the first)."""
+    damage = EXIF_DAMAGE[name][0]
+    src = tmp_path / "in.jpg"
+    src.write_bytes(_jpeg(b"Exif\0\0" + damage(_exif_tiff())))
+    with Image.open(src) as im:
+        im.load()
+        drawn = np.asarray(images.upright(im).convert("RGB"))
+    loaded = np.round(images.load(src).pixels * 255).astype(np.uint8)
+    assert np.array_equal(drawn, loaded)
