@@ -14,8 +14,9 @@ from pathlib import Path
 from batchsr import __version__
 from batchsr.config import (DEFAULT_COMPRESSION, DEFAULT_HTML_SAMPLE, DEFAULT_MAX_PIXELS, FORMATS, HTML_NAME,
                             RunConfig)
+# report owns outcomes and exit codes; it imports nothing heavy, so --help stays fast.
+from batchsr.report import EXIT_EMPTY, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_EMPTY = 0, 1, 2, 3, 4
 
 DESCRIPTION = """\
 Upscale every image under INPUT (a folder, walked recursively, or one file)
