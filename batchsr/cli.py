@@ -124,7 +124,8 @@ def run_parser() -> Parser:
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be processed or skipped, and write nothing")
     p.add_argument("--overwrite", action="store_true",
-                   help="reprocess images whose output is already up to date")
+                   help="reprocess images whose output is already up to date, and replace files at "
+                        "output paths that batchsr did not write or that changed since")
     p.add_argument("--no-psnr", action="store_true",
                    help="skip the per-image PSNR experiment and damage estimates (saves about 1/scale^2 "
                         "of the work)")
@@ -156,8 +157,11 @@ def eval_parser() -> Parser:
 
 
 def _setup_logging(quiet: bool, verbose: bool) -> None:
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
-    logging.basicConfig(level=level, format="batchsr: %(message)s", stream=sys.stderr)
+    # --verbose is batchsr's own debug output (a traceback per failed image); other
+    # libraries stay at INFO, so Pillow's EXIF and plugin chatter does not bury it.
+    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="batchsr: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("batchsr").setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
 def _load_model(a, usage_exit, threads: int = 0):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from batchsr.config import ASSETS_NAME
 from batchsr.resume import STATE_NAME
@@ -95,6 +95,7 @@ class Skip:
     reason: str
     report: bool = False
     status: str = "skipped"
+    image: bool = False  # an image that was found but is not processed (counts as found)
 
 
 def output_format(kind: str | None, suffix: str, fmt: str = "keep") -> str:
@@ -166,25 +167,28 @@ def _fold(name: str) -> str:
     return name.casefold()
 
 
-def resolve_collisions(jobs: list[Job]) -> list[Job]:
+def resolve_collisions(jobs: list[Job], folders: Iterable[str] = ()) -> list[Job]:
     """Give jobs of one folder distinct output names, deterministically.
 
     An input whose output keeps its own name wins that name (else the first in
     sorted order); the others get their input suffix folded into the name
     (``a.png`` -> ``a.png.jpg`` beside ``a.jpg``), else a number
-    (``a-2.jpg``), never a name another input's output wants. Names are
-    compared case-insensitively, since outputs may be copied to file systems
-    that ignore case.
+    (``a-2.jpg``), never a name another input's output wants. A subfolder
+    (``folders``, walked into OUTPUT under its own name) always keeps its name.
+    Names are compared case-insensitively, since outputs may be copied to file
+    systems that ignore case.
     """
     groups: dict[str, list[int]] = {}
     for i, j in enumerate(jobs):
         groups.setdefault(_fold(j.rel.name), []).append(i)
-    taken = set(groups)
+    reserved = {_fold(f): f for f in folders}
+    taken = set(groups) | set(reserved)
     result = list(jobs)
-    for idxs in groups.values():
-        if len(idxs) == 1:
+    for folded, idxs in groups.items():
+        if len(idxs) == 1 and folded not in reserved:
             continue
-        keep = next((i for i in idxs if jobs[i].rel.name == jobs[i].src.name), idxs[0])
+        keep = None if folded in reserved else next(
+            (i for i in idxs if jobs[i].rel.name == jobs[i].src.name), idxs[0])
         for i in idxs:
             if i == keep:
                 continue
@@ -194,10 +198,11 @@ def resolve_collisions(jobs: list[Job]) -> list[Job]:
             candidates = []
             if j.src.suffix and _fold(j.src.suffix) != _fold(suffix):
                 candidates.append(j.src.name + suffix)
-            candidates += (f"{stem}-{n}{suffix}" for n in range(2, len(jobs) + 3))
+            candidates += (f"{stem}-{n}{suffix}" for n in range(2, len(taken) + 3))  # one is always free
             name = next(c for c in candidates if _fold(c) not in taken)
             taken.add(_fold(name))
-            note = f"output renamed to {name}: {jobs[keep].src.name} also maps to {j.rel.name}"
+            rival = f"the folder {reserved[folded]}" if keep is None else jobs[keep].src.name
+            note = f"output renamed to {name}: {rival} also maps to {j.rel.name}"
             result[i] = Job(j.src, j.rel.with_name(name), j.format, j.kind, j.notes + (note,))
     return result
 
@@ -286,7 +291,7 @@ def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator
                 continue
             jobs.append(job)
             items.append(job)
-        fixed = iter(resolve_collisions(jobs))
+        fixed = iter(resolve_collisions(jobs, (i.path.name for i in items if isinstance(i, _Folder))))
         for item in items:
             if isinstance(item, Job):
                 yield next(fixed)

@@ -874,6 +874,21 @@ def _write_tiff(f, pixels, *, exif: bytes | None, icc: bytes | None,
 
 
 TMP_SUFFIX = ".batchsr-tmp"
+# tempfile.mkstemp puts this many random characters between prefix and suffix.
+_TMP_RANDOM = 8
+
+
+def _temp_prefix(dst: Path) -> str:
+    """``.NAME.`` for ``dst``'s temporary file, NAME cut (in bytes) so that the whole temporary
+    name fits the folder's name limit: any name the file system accepts can be written."""
+    try:
+        limit = os.pathconf(dst.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255  # what every common file system allows
+    room = max(1, limit - 2 - _TMP_RANDOM - len(TMP_SUFFIX))
+    raw = os.fsencode(dst.name)
+    # A cut inside a multibyte character decodes to surrogate escapes, which encode back to the same bytes.
+    return f".{os.fsdecode(raw[:room])}."
 
 
 def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
@@ -884,14 +899,14 @@ def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
     A crash or kill at any moment leaves either the previous file or the
     complete new one at ``dst``, never a partial file; the temporary file is
     removed on error (a kill -9 can leave one behind, named
-    ``.NAME.*.batchsr-tmp``, never at a final path). ``before_commit``
+    ``.NAME.*.batchsr-tmp`` with NAME cut to fit the name limit, never at a final path). ``before_commit``
     gets the finished temporary file's stat just before the rename;
     ``before_sync`` is called once every byte is written, before the fsync
     (the pipeline hands its compute slot on there: the fsync only waits).
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TMP_SUFFIX, dir=dst.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(dst), suffix=TMP_SUFFIX, dir=dst.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -343,20 +343,25 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
                 notes.append(f"PSNR experiment failed ({type(exc).__name__})")
     except Stopped:
         raise
-    except (images.ImageError, OutputError, DestinationError) as exc:
-        row.status, row.error = ERROR, str(exc)
-    except MemoryError:
-        row.status, row.error = ERROR, "out of memory (try a smaller --tile)"
     except Exception as exc:  # a batch must survive anything one file can do
-        row.status = ERROR
-        row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unexpected error'}"
-        log.debug("%s", traceback.format_exc())
+        row.status, row.error = ERROR, _error_line(exc)
+        if log.isEnabledFor(logging.DEBUG):  # --verbose: how it failed, whatever the kind of failure
+            log.debug("%s failed:\n%s", job.src, traceback.format_exc().rstrip())
     if row.status == ERROR:
         row.output = ""
         row.out_width = row.out_height = None
     row.notes = "; ".join(notes)
     row.seconds = time.perf_counter() - t0
     return row
+
+
+def _error_line(exc: Exception) -> str:
+    """The report's one-line error for what ``process`` caught."""
+    if isinstance(exc, (images.ImageError, OutputError, DestinationError)):
+        return str(exc)  # already a sentence for the user
+    if isinstance(exc, MemoryError):
+        return "out of memory (try a smaller --tile)"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unexpected error'}"
 
 
 def _until(stop: threading.Event | None, bands: Iterator) -> Iterator:
@@ -367,12 +372,37 @@ def _until(stop: threading.Event | None, bands: Iterator) -> Iterator:
         yield band
 
 
-def _progress(rows: Iterable, cfg: RunConfig, total: int) -> Iterable:
-    if not cfg.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+class _Progress:
+    """The progress bar on a terminal (failures so far beside it, each error printed above it);
+    elsewhere, one log line per image."""
 
-        return tqdm(rows, total=total, unit="img", dynamic_ncols=True)
-    return rows
+    def __init__(self, cfg: RunConfig, total: int):
+        self.cfg, self.failed = cfg, 0
+        self.bar = None
+        if not cfg.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", dynamic_ncols=True)
+
+    def show(self, row: Row) -> None:
+        if self.bar is None:
+            _log_row(row, self.cfg)
+            return
+        if row.status == ERROR:
+            self.failed += 1
+            self.bar.write(f"batchsr: error {row.input}: {row.error}", file=sys.stderr)
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _output_pixels(src: Path, scale: int) -> int:
@@ -415,12 +445,18 @@ def _skip_row(item: Skip, model: Model) -> Row:
     return row
 
 
+def _recorded(row: Row) -> dict:
+    """What the resume state keeps of a finished row, so a rerun's row can repeat it."""
+    return {k: getattr(row, k) for k in (*resume.COUNTS, *resume.FIGURES, "notes")}
+
+
 def _up_to_date_row(job: Job, output: Path, model: Model, entry: dict) -> Row:
-    return Row(input=str(job.src), output=str(output / job.rel), status=SKIPPED, width=entry.get("width"),
-               height=entry.get("height"), out_width=entry.get("out_width"),
-               out_height=entry.get("out_height"), scale=model.scale, model=model.label,
-               providers=",".join(model.engine.providers),
-               notes="up to date: same input, model and settings (--overwrite redoes it)")
+    """A skipped row that keeps the figures and notes of the run that wrote the output."""
+    carried = resume.figures(entry)
+    notes = "; ".join(["up to date: same input, model and settings (--overwrite redoes it)"]
+                      + ([carried.pop("notes")] if "notes" in carried else []))
+    return Row(input=str(job.src), output=str(output / job.rel), status=SKIPPED, scale=model.scale,
+               model=model.label, providers=",".join(model.engine.providers), notes=notes, **carried)
 
 
 def _remove_stale_temporaries(output: Path, input_path: Path) -> None:
@@ -439,13 +475,22 @@ def _remove_stale_temporaries(output: Path, input_path: Path) -> None:
                     pass
 
 
+def _found(item: Job | Skip) -> bool:
+    """Whether ``item`` is an image INPUT holds (processed or not), for the empty-INPUT check."""
+    return isinstance(item, Job) or item.image
+
+
 def _within(path: str, root: str) -> bool:
     """Whether resolved ``path`` is ``root`` or lies under it."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
-    """Discovery plus resume: each reportable item with its up-to-date state entry (or None)."""
+    """Discovery plus resume: each reportable item with its up-to-date state entry (or None).
+
+    Unless ``cfg.overwrite``, a job whose output path holds a file batchsr did
+    not write, or one changed since, becomes a skipped item: never replaced.
+    """
     output = Path(cfg.output)
     state = resume.State(output) if not cfg.overwrite else None
     out: list[tuple[Job | Skip, dict | None]] = []
@@ -462,15 +507,22 @@ def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
         if os.path.realpath(output / item.rel) == os.path.realpath(item.src):
             # e.g. `batchsr photo.jpg .` run beside the photo: INPUT is never modified.
             out.append((Skip(item.src, "its output path is the input file itself; choose another OUTPUT",
-                             report=True, status=ERROR), None))
+                             report=True, status=ERROR, image=True), None))
             continue
         if in_root is not None and not output_in_input and _within(os.path.realpath(output / item.rel), in_root):
             # e.g. `batchsr lib/scans lib` with lib/scans/scans/pic.png: its output would be lib/scans/pic.png.
             out.append((Skip(item.src, f"its output path {output / item.rel} lies inside INPUT, which is never "
                                        "written; choose an OUTPUT that does not contain INPUT",
-                             report=True, status=ERROR), None))
+                             report=True, status=ERROR, image=True), None))
             continue
         entry = state.done(item.rel.as_posix(), _key(item, model, cfg)) if state else None
+        # Behind a link in OUTPUT (never written through) process() reports the link instead.
+        linked = os.path.realpath((output / item.rel).parent) != os.path.join(out_root, *item.rel.parent.parts)
+        why = state.foreign(item.rel.as_posix()) if state and entry is None and not linked else None
+        if why:
+            out.append((Skip(item.src, f"not processed: its output {output / item.rel} {why}; it is left "
+                                       "alone (--overwrite replaces it)", report=True, status=SKIPPED, image=True), None))
+            continue
         out.append((item, entry))
     return out
 
@@ -586,8 +638,13 @@ class FolderWork:
 
     def record(self, job: Job, key: str | None, row: Row, stat: os.stat_result) -> None:
         """Note in the resume state that ``job``'s output (whose finished file has ``stat``) is done."""
-        self.state.record(job.rel.as_posix(), key, stat, width=row.width, height=row.height,
-                          out_width=row.out_width, out_height=row.out_height)
+        self.state.record(job.rel.as_posix(), key, stat, **_recorded(row))
+
+    def claim(self, job: Job) -> str | None:
+        """The resume key of ``job``, noting in the state that its output is about to be written (for
+        an engine that records outputs only after they are renamed into place)."""
+        self.state.intend(job.rel.as_posix())
+        return self.key(job)
 
     def __call__(self, pair: tuple[Job | Skip, dict | None]) -> Row | None:
         """The item's Row; None once the run is stopping and this item was not finished (no row:
@@ -599,10 +656,19 @@ class FolderWork:
             return row
         job = pair[0]
         key = self.key(job)
+        committed: list[tuple[os.stat_result, dict]] = []
+
+        def on_commit(r: Row, st: os.stat_result) -> None:
+            self.record(job, key, r, st)  # before the rename, so no output is ever unrecorded
+            committed.append((st, _recorded(r)))
+
         try:
-            return self.runner(job, self.output, lambda r, st: self.record(job, key, r, st))
+            row = self.runner(job, self.output, on_commit)
         except Stopped:
             return None
+        if row.status == OK and committed and _recorded(row) != committed[-1][1]:
+            self.record(job, key, row, committed[-1][0])  # again, with the figures and notes found after
+        return row
 
 
 def _say(text: str) -> None:
@@ -621,7 +687,7 @@ def dry_run(cfg: RunConfig, model: Model, out: Callable[[str], None] = _say) -> 
     output = Path(cfg.output)
     summary.found = 0
     for item, entry in plan(cfg, model):
-        summary.found += isinstance(item, Job)
+        summary.found += _found(item)
         if isinstance(item, Skip):
             out(f"{item.status:7s} {item.path}: {item.reason}")
             summary.add(_skip_row(item, model))
@@ -687,8 +753,7 @@ def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Su
         n_jobs = sum(isinstance(i, Job) for i, _ in items)
         log.info("%d images; model %s (%s); providers %s", n_jobs, model.label,
                  model.metadata.get("arch", "?"), ", ".join(model.engine.providers))
-        summary = Summary(found=n_jobs)
-        interactive = not cfg.quiet and sys.stderr.isatty()
+        summary = Summary(found=sum(_found(i) for i, _ in items))
 
         todo = [item for item, entry in items if isinstance(item, Job) and entry is None]
         work = FolderWork(cfg, model, state, len(todo))
@@ -697,15 +762,16 @@ def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Su
             # The engine starts first: one that cannot run (a Ray worker that cannot
             # see INPUT) fails before the previous report is replaced by an empty one.
             with _StopOnSignal(work.stop, immediate=cfg.engine != "local") as signals, \
-                    make_distributor(cfg, model, todo) as dist, _open_report(cfg.report_path) as report:
-                for _, row in _progress(dist.map(work, items), cfg, len(items)):
+                    make_distributor(cfg, model, todo) as dist, _open_report(cfg.report_path) as report, \
+                    _Progress(cfg, len(items)) as progress:
+                for _, row in dist.map(work, items):
                     if row is None:  # abandoned on a signal: nothing of it on disk
                         continue
                     report.write(row)
                     summary.add(row)
                     if on_row:
                         on_row(row)
-                    _log_row(row, cfg, interactive)
+                    progress.show(row)
         finally:
             state.close()
     return summary, signals.signum
@@ -769,17 +835,14 @@ class _StopOnSignal:
         self._old = {}
 
 
-def _log_row(row: Row, cfg: RunConfig, interactive: bool) -> None:
+def _log_row(row: Row, cfg: RunConfig) -> None:
     if cfg.quiet:
         return
-    if not interactive:
-        if row.status == OK:
-            g = row.gain
-            gain = f", {g:+.2f} dB over bicubic" if g is not None else ""
-            log.info("ok %s (%.2f s%s)", row.input, row.seconds, gain)
-        elif row.status == SKIPPED:
-            log.info("skipped %s: %s", row.input, row.notes)
-        else:
-            log.info("error %s: %s", row.input, row.error)
-    elif row.status == ERROR:
-        log.warning("error %s: %s", row.input, row.error)
+    if row.status == OK:
+        g = row.gain
+        gain = f", {g:+.2f} dB over bicubic" if g is not None else ""
+        log.info("ok %s (%.2f s%s)", row.input, row.seconds, gain)
+    elif row.status == SKIPPED:
+        log.info("skipped %s: %s", row.input, row.notes)
+    else:
+        log.info("error %s: %s", row.input, row.error)

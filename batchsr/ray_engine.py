@@ -34,7 +34,8 @@ A worker returns the row and the finished file's stat, and the driver writes
 the resume record on receipt, after the worker renamed the output into
 place. A kill of the driver in between costs at most redoing images that
 were finished but not yet recorded: those in flight, at most the window of
-``actors x 2 x --jobs``. A worker process that dies (killed for memory, a
+``actors x 2 x --jobs`` (a ``pending`` line written before each job is sent
+tells a rerun that such an output is batchsr's, not the user's). A worker process that dies (killed for memory, a
 lost node) is replaced and its images are tried once more; an image that
 kills a worker twice gets an error row like any other bad input.
 
@@ -304,7 +305,7 @@ class RayDistributor:
                 pending.append(_Pending(item, row=row))
             else:
                 job = item[0]
-                p = _Pending(item, job=job, key=work.key(job))  # the key before the worker writes, as locally
+                p = _Pending(item, job=job, key=work.claim(job))  # the key before the worker writes, as locally
                 self._submit(p)
                 pending.append(p)
             self._harvest(0)

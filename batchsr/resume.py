@@ -9,7 +9,15 @@ atomically, one line per output) when a run starts.
 
 An output is up to date when a line for its path has the same key (input
 path, size and mtime, model checksum, settings that change pixels) and the
-file at the output path still has the recorded size and mtime.
+file at the output path still has the recorded size and mtime. Lines also
+carry the row's figures and notes, so a rerun's report still describes
+every image (:func:`figures`).
+
+The record is also what tells batchsr's outputs from the user's files
+(:meth:`State.foreign`): a file at an output path that no line describes, or
+that changed since its line was written, is not batchsr's to replace. A
+driver that renames outputs before it can record them (the Ray engine)
+first writes a ``pending`` line for the path (:meth:`State.intend`).
 
 Whatever the file holds (any bytes, any JSON, a folder or a fifo in its
 place), reading it never raises: a line that is not a well-formed entry is
@@ -37,8 +45,11 @@ PIXELS_VERSION = 1
 # a longer line is damage, and is skipped without being held in memory.
 MAX_LINE = 1 << 20
 # A good line has "out" (a relative path), "key" (str), "size" and "mtime_ns" (ints),
-# and these optional counts as ints or null; other fields travel unchecked.
-_OPTIONAL_COUNTS = ("width", "height", "out_width", "out_height")
+# these optional counts as ints or null, figures as numbers or null and "notes"
+# as a string; a field of the wrong type is dropped. Other fields travel unchecked.
+# A pending line has "out" and "pending": true only.
+COUNTS = ("width", "height", "out_width", "out_height")
+FIGURES = ("psnr_bicubic", "psnr_model", "jpeg_quality", "noise_sigma")
 
 _NOT_A_FILE = ("is not a file: every image is processed and this run is not recorded (a rerun "
                "processes them again); remove or rename it")
@@ -63,7 +74,10 @@ class State:
     def __init__(self, output_root: Path):
         self.root = Path(output_root)
         self.path = self.root / STATE_NAME
-        self.entries: dict[str, dict] = {}
+        self.entries: dict[str, dict] = {}  # the last line of each output
+        self._older: dict[str, list[dict]] = {}  # earlier lines, whose file may be the one on disk
+        self.pending: set[str] = set()  # outputs a driver was about to write, not yet recorded
+        self.damaged = False  # lines were lost: an unrecorded output may still be batchsr's
         self._f = None
         self._lock = threading.Lock()  # records arrive from worker threads
         self._unrecorded = False  # set when the state path cannot hold the record
@@ -75,11 +89,13 @@ class State:
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
+            self.damaged = True
             self._warn(None, f"cannot be read ({getattr(exc, 'strerror', None) or exc}): every image "
                              "will be processed")
             return
         if not stat_mode.S_ISREG(st.st_mode):
             # Never opened: a fifo would block the run, a device could be endless.
+            self.damaged = True
             self._warn(None, _NOT_A_FILE)
             return
         damaged = 0
@@ -88,17 +104,42 @@ class State:
                 for line, complete in _lines(f):
                     e = _entry(line)
                     if e is not None:
-                        self.entries[e["out"]] = e
-                    elif complete and (line is None or line.strip()):
+                        self._add(e)
+                    elif complete or line is None:  # batchsr never writes a blank or a huge line
                         damaged += 1
-                    # else: a last line cut short by a kill, which is expected: that output is redone
+                    # else: a last line cut short by a kill, which is expected: that output was
+                    # never renamed into place, so it is redone
         except OSError as exc:
+            self.damaged = True
             self._warn(st, f"cannot be read ({exc.strerror or exc}): the images it does not vouch for "
                            "will be processed")
             return
         if damaged:
+            self.damaged = True
             self._warn(st, f"has {damaged} damaged line{'s' if damaged > 1 else ''}, ignored: "
                            "the images they recorded are processed again")
+
+    def _add(self, e: dict) -> None:
+        rel = e["out"]
+        if e.get("pending") is True:
+            self.pending.add(rel)
+            return
+        last = self.entries.get(rel)
+        if last is not None and (last["size"], last["mtime_ns"]) != (e["size"], e["mtime_ns"]):
+            self._older.setdefault(rel, []).append(last)
+        self.entries[rel] = e
+
+    def _on_disk(self, rel: str) -> tuple[os.stat_result | None, dict | None]:
+        """The stat of the file at ``rel`` (None if none) and the line that describes it (None if none)."""
+        try:
+            st = os.lstat(self.root / rel)
+        except (OSError, ValueError):
+            return None, None
+        for e in (self.entries.get(rel), *reversed(self._older.get(rel, ()))):
+            if e is not None and stat_mode.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (
+                    e["size"], e["mtime_ns"]):
+                return st, e
+        return st, None
 
     def _warn(self, st: os.stat_result | None, what: str) -> None:
         """Log ``{path} {what}`` once per process for this state of the file."""
@@ -111,16 +152,28 @@ class State:
 
     def done(self, out_rel: str, key: str | None) -> dict | None:
         """The entry for ``out_rel`` if that output is up to date for ``key``, else None."""
-        e = self.entries.get(out_rel)
-        if e is None or key is None or e.get("key") != key:
+        if key is None:
             return None
-        try:
-            st = os.stat(self.root / out_rel)
-        except OSError:
+        _, e = self._on_disk(out_rel)
+        return e if e is not None and e.get("key") == key else None
+
+    def foreign(self, out_rel: str) -> str | None:
+        """Why the file at ``out_rel`` is not batchsr's to replace (a phrase: "was changed since
+        batchsr wrote it"), or None when the path is free or holds an output batchsr wrote and
+        nobody changed since.
+
+        With lines of the record lost to damage, an unrecorded file is taken as
+        batchsr's: a damaged record costs at worst redoing images.
+        """
+        st, e = self._on_disk(out_rel)
+        if st is None or e is not None or out_rel in self.pending:
             return None
-        if st.st_size != e.get("size") or st.st_mtime_ns != e.get("mtime_ns"):
+        if out_rel in self.entries:
+            return "was changed since batchsr wrote it"
+        if self.damaged:
             return None
-        return e
+        what = "a folder" if stat_mode.S_ISDIR(st.st_mode) else "a file"
+        return f"is {what} that batchsr did not write"
 
     def compact(self) -> None:
         """Rewrite the record with one line per output still present (atomically), then open it for appends.
@@ -130,8 +183,17 @@ class State:
         """
         from batchsr.images import write_atomic
 
-        keep = [e for rel, e in self.entries.items() if (self.root / rel).exists()]
+        keep, pending = [], set()
+        for rel, last in self.entries.items():
+            st, e = self._on_disk(rel)
+            if st is not None:  # the line that describes the file, else the last (the file changed)
+                keep.append(e or last)
+        for rel in self.pending:
+            st, e = self._on_disk(rel)
+            if st is not None and e is None:
+                pending.add(rel)
         self.entries = {e["out"]: e for e in keep}
+        self._older, self.pending = {}, pending
         try:
             st = os.lstat(self.path)
         except (OSError, ValueError):
@@ -140,20 +202,29 @@ class State:
             self._warn(None, _NOT_A_FILE)
             self._unrecorded = True
             return
-        data = "".join(json.dumps(e) + "\n" for e in keep).encode()
+        lines = keep + [{"out": rel, "pending": True} for rel in sorted(pending)]
+        data = "".join(json.dumps(e) + "\n" for e in lines).encode()
         write_atomic(self.path, lambda f: f.write(data))
         self._f = open(self.path, "a", encoding="utf-8")
 
     def record(self, out_rel: str, key: str | None, stat: os.stat_result, **extra) -> None:
-        """Note that ``out_rel`` (whose finished file has ``stat``) is done."""
+        """Note that ``out_rel`` (whose finished file has ``stat``) is done; a later call for the same
+        file (with the row's figures) supersedes it."""
         if key is None:
             return
         e = {"out": out_rel, "key": key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **extra}
         with self._lock:
-            self._record_locked(out_rel, e)
+            self._add(e)
+            self._append(e)
 
-    def _record_locked(self, out_rel: str, e: dict) -> None:
-        self.entries[out_rel] = e
+    def intend(self, out_rel: str) -> None:
+        """Note that batchsr is about to write ``out_rel`` and may rename it into place before
+        :meth:`record` (so a kill in between cannot make it look like the user's file)."""
+        with self._lock:
+            self.pending.add(out_rel)
+            self._append({"out": out_rel, "pending": True})
+
+    def _append(self, e: dict) -> None:
         if self._unrecorded:
             return
         if self._f is None:
@@ -161,8 +232,8 @@ class State:
         self._f.write(json.dumps(e) + "\n")
         # flush() hands the line to the kernel, which keeps it through a kill -9.
         # No fsync (7 ms an image): the output was fsynced before this line was
-        # written, so after a power cut the line can only be missing (the image
-        # is redone), never ahead of the data it vouches for.
+        # written, so after a power cut the line can only be missing (the image is
+        # redone, or left alone as unrecorded, with a note), never ahead of the data it vouches for.
         self._f.flush()
 
     def close(self) -> None:
@@ -186,6 +257,12 @@ def _lines(f) -> Iterator[tuple[bytes | None, bool]]:
             yield line, line.endswith(b"\n")
 
 
+def figures(entry: dict) -> dict:
+    """The report fields a line carries (counts, figures, notes), for a rerun's row."""
+    return {k: entry.get(k) for k in COUNTS + FIGURES if entry.get(k) is not None} | (
+        {"notes": entry["notes"]} if entry.get("notes") else {})
+
+
 def _entry(line: bytes | None) -> dict | None:
     """The entry a line holds, or None if it is not a well-formed one (any damage)."""
     if line is None:
@@ -194,15 +271,24 @@ def _entry(line: bytes | None) -> dict | None:
         e = json.loads(line.decode("utf-8"))
     except (ValueError, RecursionError, MemoryError):
         return None  # not UTF-8, not JSON, nested too deep for the parser
-    if not isinstance(e, dict) or not _relative_path(e.get("out")) or not isinstance(e.get("key"), str):
+    if not isinstance(e, dict) or not _relative_path(e.get("out")):
+        return None
+    if e.get("pending") is True:
+        return {"out": e["out"], "pending": True}
+    if not isinstance(e.get("key"), str):
         return None
     # Counts are ints (bool is not one); an optional one may be absent or null.
     if type(e.get("size")) is not int or type(e.get("mtime_ns")) is not int or e["size"] < 0:
         return None
-    for k in _OPTIONAL_COUNTS:
+    for k in COUNTS:
         v = e.get(k)
         if v is not None and (type(v) is not int or v < 0):
             return None
+    for k in FIGURES:
+        if type(e.get(k)) not in (int, float, type(None)):
+            del e[k]
+    if "notes" in e and not isinstance(e["notes"], str):
+        del e["notes"]
     return e
 
 

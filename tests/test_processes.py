@@ -40,8 +40,9 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 30.
 
 
 def _done_lines(out: Path) -> int:
+    """Lines of the resume record that say an output is finished (not the pending ones)."""
     try:
-        return len((out / STATE_NAME).read_text().splitlines())
+        return sum('"pending": true' not in ln for ln in (out / STATE_NAME).read_text().splitlines())
     except FileNotFoundError:
         return 0
 

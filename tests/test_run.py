@@ -228,7 +228,9 @@ def test_resume_survives_a_state_line_cut_by_a_kill(tmp_path, random_model, run_
     assert len(lines) == 3
     cut = json.loads(lines[2])["out"]  # with --jobs > 1, lines come in completion order
     state.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])  # the last append was cut short
-    (out / f".{cut}.abc123.batchsr-tmp").write_bytes(b"partial")  # a kill leaves its temporary file
+    # The kill came before the rename that follows the append: no output, a temporary file.
+    (out / cut).unlink()
+    (out / f".{cut}.abc123.batchsr-tmp").write_bytes(b"partial")
     s, rows = run_folder(inp, out, random_model)
     assert {name: rows[name]["status"] for name in rows} == {f"{i}.png": "ok" if f"{i}.png" == cut else "skipped"
                                                              for i in range(3)}
@@ -236,13 +238,17 @@ def test_resume_survives_a_state_line_cut_by_a_kill(tmp_path, random_model, run_
     assert all(json.loads(x) for x in state.read_text().splitlines())
 
 
-def test_an_output_replaced_by_someone_else_is_redone(tmp_path, random_model, run_folder):
+def test_an_output_replaced_by_someone_else_is_left_alone_unless_overwrite(tmp_path, random_model, run_folder):
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     photo(0, 30, 20).save(inp / "a.png")
     run_folder(inp, out, random_model)
-    photo(5, 10, 10).save(out / "a.png")
+    photo(5, 10, 10).save(out / "a.png")  # retouched by hand
+    theirs = (out / "a.png").read_bytes()
     s, rows = run_folder(inp, out, random_model)
+    assert rows["a.png"]["status"] == "skipped" and "changed since batchsr wrote it" in rows["a.png"]["notes"]
+    assert (out / "a.png").read_bytes() == theirs and s.exit_code == 0
+    s, rows = run_folder(inp, out, random_model, overwrite=True)
     assert rows["a.png"]["status"] == "ok"
     with Image.open(out / "a.png") as im:
         assert im.size == (90, 60)

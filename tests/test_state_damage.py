@@ -84,6 +84,9 @@ DAMAGE = {
 # Damage that leaves the good lines readable: those images may stay skipped.
 KEEPS_GOOD_LINES = {"good lines with a cut last line", "garbage between good lines", "huge line"}
 NOT_A_FILE = {"a directory", "a fifo"}
+# An empty record is also what a run that wrote nothing leaves: the outputs it
+# no longer describes look like the user's own files, so they are left alone.
+LOOKS_UNDAMAGED = {"empty"}
 
 
 def _in_thread(fn, path, timeout=10.0):
@@ -155,8 +158,8 @@ def test_a_line_cut_by_a_kill_is_not_called_damage(tmp_path, caplog):
     assert not [r for r in caplog.records if STATE_NAME in r.getMessage()]
 
 
-def _batchsr(inp, out) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "batchsr", str(inp), str(out), "--model", "fast", "--no-psnr"],
+def _batchsr(inp, out, *flags) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "batchsr", str(inp), str(out), "--model", "fast", "--no-psnr", *flags],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
@@ -190,6 +193,12 @@ def test_a_real_run_redoes_images_whatever_the_damage(tmp_path, first_run, kind)
     rows = {os.path.basename(x["input"]): x["status"] for x in read_rows(out / "batchsr-report.csv")}
     if kind in KEEPS_GOOD_LINES:
         assert set(rows.values()) <= {"ok", "skipped"}
+    elif kind in LOOKS_UNDAMAGED:
+        assert rows == {"0.png": "skipped", "1.png": "skipped"}
+        notes = [x["notes"] for x in read_rows(out / "batchsr-report.csv")]
+        assert all("batchsr did not write" in n and "--overwrite" in n for n in notes), notes
+        r = _batchsr(inp, out, "--overwrite")
+        assert r.returncode == 0, r.stderr
     else:
         assert rows == {"0.png": "ok", "1.png": "ok"}  # redone
     again = _batchsr(inp, out)
