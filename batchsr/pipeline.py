@@ -761,9 +761,9 @@ def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Su
         try:
             # The engine starts first: one that cannot run (a Ray worker that cannot
             # see INPUT) fails before the previous report is replaced by an empty one.
-            with _StopOnSignal(work.stop, immediate=cfg.engine != "local") as signals, \
-                    make_distributor(cfg, model, todo) as dist, _open_report(cfg.report_path) as report, \
-                    _Progress(cfg, len(items)) as progress:
+            # The signal handlers come after the engine: ray.init installs its own for SIGTERM.
+            with make_distributor(cfg, model, todo) as dist, _StopOnSignal(work.stop) as signals, \
+                    _open_report(cfg.report_path) as report, _Progress(cfg, len(items)) as progress:
                 for _, row in dist.map(work, items):
                     if row is None:  # abandoned on a signal: nothing of it on disk
                         continue
@@ -799,21 +799,20 @@ STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
 class _StopOnSignal:
     """While a run writes, SIGINT, SIGTERM and SIGHUP set ``stop`` instead of killing it mid-write.
 
-    Workers then abandon the images not yet committed (their temporary files
-    removed), the driver writes the rows of those that were, and ``run``
-    raises :class:`Interrupted`. A second signal stops at once (KeyboardInterrupt).
-    ``immediate`` (an engine whose workers do not watch ``stop``): raise at once.
+    Local workers then abandon the images not yet committed (their temporary
+    files removed), Ray's driver sends no more and waits for those in flight,
+    the driver writes the rows of the images finished, and ``run`` raises
+    :class:`Interrupted`. A second signal stops at once (KeyboardInterrupt).
     Only in the main thread (Python's rule for handlers); elsewhere nothing changes.
     """
 
-    def __init__(self, stop: threading.Event, immediate: bool = False):
-        self.stop, self.immediate = stop, immediate
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
         self.signum: int | None = None
         self._old: dict = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.signum is not None or self.immediate:
-            self.signum = self.signum or signum
+        if self.signum is not None:
             raise Interrupted(signum)
         self.signum = signum
         self.stop.set()
@@ -831,7 +830,8 @@ class _StopOnSignal:
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            # None: a handler set outside Python (Ray's, in C), which Python cannot put back.
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
         self._old = {}
 
 

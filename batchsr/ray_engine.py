@@ -300,6 +300,10 @@ class RayDistributor:
             raise TypeError("the Ray engine runs a pipeline.FolderWork: only its per-image part can be shipped")
         pending: deque[_Pending] = deque()
         for item in items:
+            if work.stop.is_set():
+                # A signal: nothing more is sent; the images in flight finish (a worker
+                # cannot be stopped half-way) and get their rows and records below.
+                break
             row = work.ready_row(item)
             if row is not None:
                 pending.append(_Pending(item, row=row))

@@ -163,6 +163,28 @@ def test_kill_9_of_the_driver_then_resume(cluster, tmp_path, random_model_path, 
     assert not [p for p in out.iterdir() if p.name.endswith(".batchsr-tmp")]
 
 
+def test_sigterm_stops_a_ray_run_with_report_state_and_disk_agreeing(cluster, tmp_path, random_model_path):
+    n = 90
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    im = photo(0, 96, 96)
+    for i in range(n):
+        im.save(inp / f"{i:04d}.png", compress_level=1)
+    proc = subprocess.Popen([sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(random_model_path),
+                             "--engine", "ray", "--ray-address", cluster, "--no-psnr"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _done_lines(out) >= 3, proc, "three finished images", timeout=90)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1].startswith("batchsr: stopped by SIGTERM;"), stderr
+    on_disk = {p.name for p in out.glob("*.png")}
+    assert 3 <= len(on_disk) < n
+    ok = {Path(r["output"]).name for r in read_rows(out / "batchsr-report.csv") if r["status"] == "ok"}
+    assert ok == on_disk == set(_finished(out))
+    assert not [p for p in out.iterdir() if p.name.endswith(".batchsr-tmp")]
+
+
 def test_a_worker_that_dies_is_replaced_and_its_images_done_again(cluster, tmp_path, random_model_path,
                                                                   random_model, monkeypatch, caplog):
     inp, out = tmp_path / "in", tmp_path / "out"
