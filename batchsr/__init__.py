@@ -15,8 +15,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def upscale(image, scale: int = 3, model: str = "default", tile: int | None = None):
+def upscale(image, scale: int = 3, model: str = "default", tile: int | None = None, precision: str = "auto"):
     """Upscale a PIL image by ``scale`` with a shipped model name or an ONNX path.
+
+    ``precision`` picks the shipped model's build as ``--precision`` does (auto, fp32, int8).
 
     The mode is kept (L, LA, RGB, RGBA; 16-bit grey stays 16-bit; palette
     images come back as RGB/RGBA). The pixels are used as they are: apply
@@ -24,7 +26,7 @@ def upscale(image, scale: int = 3, model: str = "default", tile: int | None = No
     """
     from batchsr import images, models, pipeline
 
-    m = models.cached(model, scale)
+    m = models.cached(model, scale, precision)
     notes: list[str] = []
     pixels, bits = images.to_array(image, notes)
     out = pipeline.upscale_pixels(pixels, m, tile)
@@ -45,7 +47,8 @@ def run_folder(input, output, **options):
     from batchsr.engine import EngineOptions
 
     cfg = RunConfig(input=Path(input), output=Path(output), **options)
-    m = models.load(cfg.model, cfg.scale, EngineOptions(providers=cfg.providers, threads=cfg.threads))
+    m = models.load(cfg.model, cfg.scale, EngineOptions(providers=cfg.providers, threads=cfg.threads),
+                    precision=cfg.precision)
     summary = pipeline.run(cfg, m)
     if cfg.html:
         from batchsr import html_report

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from batchsr import __version__
+from batchsr.precision import PRECISIONS
 from batchsr.config import (DEFAULT_COMPRESSION, DEFAULT_HTML_SAMPLE, DEFAULT_MAX_PIXELS, FORMATS, HTML_NAME,
                             RunConfig)
 # report owns outcomes and exit codes; it imports nothing heavy, so --help stays fast.
@@ -78,7 +79,7 @@ def _add_html_sample(p: argparse.ArgumentParser, implies: str = "") -> None:
                         f"random few (default {DEFAULT_HTML_SAMPLE}){implies}")
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def _add_model_options(p: argparse.ArgumentParser, precision: str = "auto") -> None:
     p.add_argument("--scale", type=int, choices=(2, 3, 4),
                    help="upscaling factor (default 3; with --model PATH, the file's own)")
     p.add_argument("--model", default="default", metavar="NAME|PATH.onnx",
@@ -93,6 +94,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive,
                    help="inference threads per image computing (default: cores / --jobs, at least 1; "
                         "one per core for eval)")
+    p.add_argument("--precision", choices=PRECISIONS, default=precision,
+                   help="the shipped model's float32 or int8 build; auto: int8 where it was measured to "
+                        f"pay (the CPU runs it and has VNNI or AMX), else fp32 (default {precision})")
 
 
 def run_parser() -> Parser:
@@ -147,7 +151,7 @@ def eval_parser() -> Parser:
                            "(Gaussian, sigma 1.5); colour as PSNR on Cb/Cr.")
     p.add_argument("folders", nargs="+", metavar="[NAME=]FOLDER",
                    help="folders of ground-truth images; NAME= labels the row (e.g. B100=.../bsds500/val)")
-    _add_model_options(p)
+    _add_model_options(p, precision="fp32")  # figures that do not depend on the machine
     p.add_argument("--degradation", choices=("bicubic", "realistic"), default="bicubic",
                    help="how each LR input is made: bicubic (the standard protocol, default) or realistic "
                         "(blur, resizing, noise and JPEG, seeded per image: a fixed damaged version of the set)")
@@ -170,7 +174,8 @@ def _load_model(a, usage_exit, threads: int = 0):
 
     try:
         providers = parse_providers(a.providers) if a.providers else None
-        return load(a.model, a.scale, EngineOptions(providers=providers, threads=a.threads or threads))
+        return load(a.model, a.scale, EngineOptions(providers=providers, threads=a.threads or threads),
+                    precision=a.precision)
     except (ModelError, EngineError, ValueError) as exc:
         usage_exit(str(exc))
 
@@ -260,7 +265,7 @@ def cmd_run(argv: list[str]) -> int:
                     overwrite=a.overwrite, jobs=a.jobs, compression=a.compression,
                     html=a.html or a.html_sample is not None,
                     html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample,
-                    engine=a.engine, ray_address=a.ray_address)
+                    engine=a.engine, ray_address=a.ray_address, precision=model.precision)
     from batchsr.lock import Locked
     from batchsr.pipeline import Interrupted, SetupError, run
 

@@ -60,6 +60,8 @@ class RunConfig:
     engine: str = "local"
     # Ray only: None starts Ray on this machine; "auto" or HOST:PORT joins a running cluster.
     ray_address: str | None = None
+    # The model build: "fp32", "int8", or "auto" (batchsr.precision.choose_precision).
+    precision: str = "auto"
 
     @property
     def report_path(self) -> Path:

@@ -48,6 +48,26 @@ PROVIDER_OPTIONS = {
 }
 
 
+def placement_label(placement: dict[str, int]) -> str:
+    """``{provider: nodes}`` -> the report's text (empty when nothing is known). Pure."""
+    if len(placement) == 1:
+        return next(iter(placement))
+    total = sum(placement.values())
+    return ", ".join(f"{ep} {n}/{total}" for ep, n in sorted(placement.items(), key=lambda kv: -kv[1]))
+
+
+def _placement(session) -> dict[str, int]:
+    """Nodes per execution provider after onnxruntime's partitioning ({} where it cannot say)."""
+    try:
+        subgraphs = session.get_provider_graph_assignment_info()
+    except (AttributeError, RuntimeError):  # onnxruntime before the assignment record
+        return {}
+    counts: dict[str, int] = {}
+    for sub in subgraphs:
+        counts[sub.ep_name] = counts.get(sub.ep_name, 0) + len(sub.get_nodes())
+    return counts
+
+
 class EngineError(Exception):
     """A model that cannot be loaded or run; the message is one actionable line."""
 
@@ -129,6 +149,8 @@ class Engine:
         if options.threads:
             so.intra_op_num_threads = options.threads
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+        # Where onnxruntime placed each node (placement); older versions ignore the entry.
+        so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
         providers = choose_providers(ort.get_available_providers(), options.providers)
         provider_args = [(p, PROVIDER_OPTIONS.get(p, {})) for p in providers]
         source = model if isinstance(model, bytes) else str(model)
@@ -144,7 +166,15 @@ class Engine:
         self._source, self.options = model, options
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.providers: list[str] = list(self._session.get_providers())
-        log.debug("onnxruntime providers: %s", ", ".join(self.providers))
+        self.placement: dict[str, int] = _placement(self._session)
+        log.debug("onnxruntime providers: %s; nodes placed: %s", ", ".join(self.providers), self.ran_on)
+
+    @property
+    def ran_on(self) -> str:
+        """Where the model's nodes run, as measured by onnxruntime when it placed them:
+        ``CPUExecutionProvider``, or ``CoreMLExecutionProvider 17/19, CPUExecutionProvider 2/19``
+        when split; the registered providers where this onnxruntime cannot tell."""
+        return placement_label(self.placement) or ",".join(self.providers)
 
     def with_threads(self, threads: int) -> "Engine":
         """A second session of the same model and providers with ``threads`` intra-op threads."""

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from batchsr.engine import Engine, EngineError, EngineOptions
+from batchsr.engine import Engine, EngineError, EngineOptions, available_providers, choose_providers
+from batchsr.precision import choose_precision, cpu_flags
 
 _PACKAGE_DIR = Path(__file__).resolve().parent / "_models"
 _SOURCE_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -42,12 +43,19 @@ class ModelEntry:
     scale: int
     path: Path
     sha256: str | None  # None for user-supplied files
+    int8: ModelEntry | None = None  # the int8 build of a shipped model (train.quantize)
+    precision: str = "fp32"
 
 
 def load_manifest(directory: Path | None = None) -> list[ModelEntry]:
     d = directory or models_dir()
     raw = json.loads((d / MANIFEST).read_text())
-    return [ModelEntry(m["name"], int(m["scale"]), d / m["file"], m["sha256"]) for m in raw["models"]]
+    entries = []
+    for m in raw["models"]:
+        q = m.get("int8")
+        int8 = ModelEntry(m["name"], int(m["scale"]), d / q["file"], q["sha256"], precision="int8") if q else None
+        entries.append(ModelEntry(m["name"], int(m["scale"]), d / m["file"], m["sha256"], int8))
+    return entries
 
 
 def shipped() -> list[ModelEntry]:
@@ -59,8 +67,9 @@ def is_path(model: str) -> bool:
     return model.lower().endswith(".onnx") or "/" in model or "\\" in model
 
 
-def resolve(model: str, scale: int | None) -> ModelEntry:
-    """A model name (with a scale, default 3) or an ONNX path -> the entry to load.
+def resolve(model: str, scale: int | None, precision: str = "fp32") -> ModelEntry:
+    """A model name (with a scale, default 3) or an ONNX path -> the entry to load; ``precision``
+    fp32 or int8 picks the build of a shipped model (a file is what it is).
 
     Raises ModelError with a one-line message naming what exists.
     """
@@ -68,12 +77,19 @@ def resolve(model: str, scale: int | None) -> ModelEntry:
         p = Path(model).expanduser()
         if not p.is_file():
             raise ModelError(f"model file not found: {model}")
+        if precision == "int8":
+            raise ModelError("--precision int8 picks the int8 build of a shipped model; for your own "
+                             "file, pass its int8 version (python -m train.quantize SRC DST)")
         return ModelEntry(p.stem, scale or 0, p, None)
     scale = scale or 3
     entries = load_manifest()
     for e in entries:
         if e.name == model and e.scale == scale:
-            return e
+            if precision != "int8":
+                return e
+            if e.int8 is None:
+                raise ModelError(f"no int8 build of '{model}' x{scale} is shipped; use --precision fp32")
+            return e.int8
     have = ", ".join(f"{e.name} x{e.scale}" for e in sorted(entries, key=lambda e: (e.name, e.scale)))
     raise ModelError(f"no shipped model '{model}' for x{scale} (shipped: {have}); "
                      f"or pass --model PATH.onnx")
@@ -99,13 +115,26 @@ class Model:
     sha256: str
 
     @property
+    def precision(self) -> str:
+        """fp32 or int8, as the file's metadata says."""
+        return self.metadata.get("precision", "fp32")
+
+    @property
     def label(self) -> str:
-        return f"{self.name} x{self.scale}"
+        return f"{self.name} x{self.scale}" + (" int8" if self.precision == "int8" else "")
 
 
-def load(model: str = "default", scale: int | None = None, options: EngineOptions = EngineOptions()) -> Model:
-    """Resolve, verify and open a model. Raises ModelError (or EngineError) with one line."""
-    entry = resolve(model, scale)
+def load(model: str = "default", scale: int | None = None, options: EngineOptions = EngineOptions(),
+         precision: str = "fp32") -> Model:
+    """Resolve, verify and open a model. Raises ModelError (or EngineError) with one line.
+
+    ``precision`` auto picks the int8 build where :func:`batchsr.precision.choose_precision`
+    says it pays on this machine (a file passed by path is always what it is).
+    """
+    if precision == "auto":
+        precision = "fp32" if is_path(model) else choose_precision(
+            "auto", choose_providers(available_providers(), options.providers), cpu_flags())
+    entry = resolve(model, scale, precision)
     digest = sha256_file(entry.path)
     if entry.sha256 is not None and digest != entry.sha256:
         raise ModelError(f"{entry.path} is corrupt (checksum mismatch); reinstall batchsr")
@@ -143,9 +172,9 @@ def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | 
 
 
 @lru_cache(maxsize=8)
-def cached(model: str = "default", scale: int | None = None) -> Model:
-    """:func:`load` once per (model, scale) for library callers such as :func:`batchsr.upscale`."""
-    return load(model, scale)
+def cached(model: str = "default", scale: int | None = None, precision: str = "fp32") -> Model:
+    """:func:`load` once per (model, scale, precision) for library callers such as :func:`batchsr.upscale`."""
+    return load(model, scale, precision=precision)
 
 
 __all__ = ["EngineError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "cached", "resolve",

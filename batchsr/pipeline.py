@@ -298,7 +298,7 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
     """
     dst = Path(output_root) / job.rel
     row = Row(input=str(job.src), output=str(dst), scale=model.scale, model=model.label,
-              providers=",".join(model.engine.providers))
+              providers=model.engine.ran_on)
     notes = list(job.notes)
     t0 = time.perf_counter()
     try:
@@ -456,7 +456,7 @@ def _up_to_date_row(job: Job, output: Path, model: Model, entry: dict) -> Row:
     notes = "; ".join(["up to date: same input, model and settings (--overwrite redoes it)"]
                       + ([carried.pop("notes")] if "notes" in carried else []))
     return Row(input=str(job.src), output=str(output / job.rel), status=SKIPPED, scale=model.scale,
-               model=model.label, providers=",".join(model.engine.providers), notes=notes, **carried)
+               model=model.label, providers=model.engine.ran_on, notes=notes, **carried)
 
 
 def _remove_stale_temporaries(output: Path, input_path: Path) -> None:
@@ -752,8 +752,8 @@ def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Su
             raise SetupError(f"cannot write to OUTPUT {output}: {_reason(exc)} ({state.path})") from None
         n_jobs = sum(isinstance(i, Job) for i, _ in items)
         log.info("%d images; model %s (%s); providers %s", n_jobs, model.label,
-                 model.metadata.get("arch", "?"), ", ".join(model.engine.providers))
-        summary = Summary(found=sum(_found(i) for i, _ in items))
+                 model.metadata.get("arch", "?"), model.engine.ran_on)
+        summary = Summary(found=sum(_found(i) for i, _ in items), model=model.label)
 
         todo = [item for item, entry in items if isinstance(item, Job) and entry is None]
         work = FolderWork(cfg, model, state, len(todo))

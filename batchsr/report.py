@@ -178,6 +178,7 @@ class Summary:
     gains: list[float] | None = None
     dry_run: bool = False
     found: int | None = None  # images INPUT held (None: not counted); 0 is EXIT_EMPTY
+    model: str = ""  # the model's label, precision included ("default x3 int8")
 
     @property
     def empty(self) -> bool:
@@ -212,5 +213,6 @@ class Summary:
         gain = ""
         if self.gains:
             gain = f"; mean PSNR gain over bicubic {sum(self.gains) / len(self.gains):+.2f} dB"
+        model = f"; model {self.model}" if self.model else ""
         return (f"batchsr: {self.ok} ok, {self.skipped} skipped, {self.failed} failed "
-                f"in {self.seconds:.1f} s{rate}{gain}")
+                f"in {self.seconds:.1f} s{rate}{gain}{model}")

@@ -3,6 +3,7 @@
     python benchmarks/realistic.py quality [--scales 3 4] [--sets B100 Set14] [--degradation realistic]
                                            [--methods bicubic espcn realesrgan-general realesrgan-anime default photo]
     python benchmarks/realistic.py speed [--scale 3] [--images 30] [--repeat 3]
+                                         [--methods realesrgan-general default photo photo:int8]
 
 ``quality``: every method reads the same LR images, made from the evaluation
 sets by ``batchsr.evaluate.make_pair`` (the realistic sets are seeded per
@@ -117,9 +118,10 @@ def speed(scale: int, images: int, repeat: int, names: list[str]) -> list[dict]:
             out = str(outs[n])
             if n in PEER_NAMES:
                 cmds[n] = [sys.executable, __file__, "_child", n, str(scale), str(src), out]
-            else:
-                cmds[n] = [sys.executable, "-m", "batchsr", str(src), out, "--model", n, "--scale", str(scale),
-                           "--no-psnr", "--quiet", "--overwrite"]
+            else:  # NAME or NAME:int8 (the float build unless said)
+                name, _, precision = n.partition(":")
+                cmds[n] = [sys.executable, "-m", "batchsr", str(src), out, "--model", name, "--scale", str(scale),
+                           "--precision", precision or "fp32", "--no-psnr", "--quiet", "--overwrite"]
         times: dict[str, list[float]] = {n: [] for n in names}
         for r in range(repeat):
             for n in (names if r % 2 == 0 else names[::-1]):
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--images", type=int, default=30)
     s.add_argument("--repeat", type=int, default=3)
     s.add_argument("--methods", nargs="+", default=["realesrgan-general", "realesrgan-anime", "espcn",
-                                                     "default", "photo"])
+                                                     "default", "photo", "photo:int8"])
     a = ap.parse_args(argv)
     if a.cmd == "quality":
         rows = quality(a.scales, a.sets, a.methods, a.degradation, a.limit)

@@ -81,3 +81,15 @@ def test_a_run_leaves_no_onnxruntime_telemetry_behind(tmp_path):
     kept = subprocess.run([sys.executable, "-c", probe], env={**env, "ORT_DISABLE_TELEMETRY": "0"},
                           capture_output=True, text=True, check=True)
     assert kept.stdout.strip() == "0"  # the user's own setting wins
+
+
+def test_placement_is_what_onnxruntime_measured_not_the_registered_list():
+    from batchsr import models
+    from batchsr.engine import placement_label
+
+    m = models.load("fast", 3)
+    assert set(m.engine.placement) == {"CPUExecutionProvider"} and m.engine.placement["CPUExecutionProvider"] > 0
+    assert m.engine.ran_on == "CPUExecutionProvider"
+    assert placement_label({"CoreMLExecutionProvider": 17, "CPUExecutionProvider": 2}) == \
+        "CoreMLExecutionProvider 17/19, CPUExecutionProvider 2/19"
+    assert placement_label({}) == ""

@@ -46,14 +46,15 @@ def test_tree_is_mirrored_with_sizes_and_formats(tree, tmp_path, random_model_pa
     assert "3 ok, 0 skipped, 0 failed" in capsys.readouterr().out
 
 
-def test_default_model_beats_bicubic_on_real_photos(tmp_path, default_model):
+@pytest.mark.parametrize("precision, label", [("fp32", "default x3"), ("int8", "default x3 int8")])
+def test_default_model_beats_bicubic_on_real_photos(tmp_path, default_model, precision, label):
     out = tmp_path / "out"
-    assert main([str(ROOT / "examples" / "photos"), str(out), "--quiet"]) == 0
+    assert main([str(ROOT / "examples" / "photos"), str(out), "--quiet", "--precision", precision]) == 0
     rows = read_rows(out / "batchsr-report.csv")
     assert len(rows) == 5
     for r in rows:
         assert float(r["psnr_model"]) > float(r["psnr_bicubic"]), r["input"]
-        assert r["model"] == "default x3"
+        assert r["model"] == label
 
 
 def test_bad_file_is_a_row_and_exit_1(tree, tmp_path, random_model_path):
