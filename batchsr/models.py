@@ -134,6 +134,8 @@ def load(model: str = "default", scale: int | None = None, options: EngineOption
     if precision == "auto":
         precision = "fp32" if is_path(model) else choose_precision(
             "auto", choose_providers(available_providers(), options.providers), cpu_flags())
+        if precision == "int8" and resolve(model, scale).int8 is None:
+            precision = "fp32"  # a model shipped without an int8 build (its int8 lost too much)
     entry = resolve(model, scale, precision)
     digest = sha256_file(entry.path)
     if entry.sha256 is not None and digest != entry.sha256:

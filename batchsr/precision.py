@@ -7,9 +7,10 @@ only function that looks at the machine.
 ``auto`` picks int8 only where onnxruntime's CPU provider runs first and the
 CPU has an int8 dot-product instruction on which int8 was measured to pay:
 AVX-512 VNNI, AVX-VNNI or AMX. ``python benchmarks/precision.py`` measures
-both builds side by side (the model card quotes it); on an AVX2-only CPU the
-gain was smaller (1.34-1.58x, issue 15) and ``auto`` stays float32, as it
-does on a GPU or on CoreML, whose int8 paths were not measured.
+both builds side by side (the model card's "int8" section quotes it). On an
+AVX2-only CPU the int8 kernels lack that instruction and can saturate, so
+``auto`` stays float32, as it does on a GPU or on CoreML, whose int8 paths
+were not measured, and for a model shipped without an int8 build.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import pytest
 from batchsr import models, pipeline
 from batchsr.precision import INT8_FLAGS, choose_precision, cpu_flags
 from conftest import photo
+from train.quantize import NOT_QUANTIZED
 
 CPU, CUDA, COREML = "CPUExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider"
 AVX2_ONLY = {"sse4_2", "avx", "avx2", "fma", "f16c"}
@@ -51,7 +52,17 @@ def test_cpu_flags_reads_x86_and_arm_cpuinfo(tmp_path):
     assert cpu_flags(tmp_path / "missing") == frozenset()
 
 
-@pytest.mark.parametrize("entry", models.shipped(), ids=lambda e: f"{e.name}_x{e.scale}")
+QUANTIZED = [e for e in models.shipped() if e.name not in NOT_QUANTIZED]
+
+
+def test_only_the_paper_reference_model_ships_without_an_int8_build():
+    assert {e.name for e in models.shipped() if e.int8 is None} == NOT_QUANTIZED == {"paper"}
+    with pytest.raises(models.ModelError, match="no int8 build of 'paper' x3"):
+        models.load("paper", 3, precision="int8")
+    assert models.load("paper", 3, precision="auto").precision == "fp32"  # auto falls back
+
+
+@pytest.mark.parametrize("entry", QUANTIZED, ids=lambda e: f"{e.name}_x{e.scale}")
 def test_every_shipped_model_has_a_verified_int8_build(entry):
     assert entry.int8 is not None and entry.int8.path.is_file()
     assert models.sha256_file(entry.int8.path) == entry.int8.sha256
@@ -60,7 +71,7 @@ def test_every_shipped_model_has_a_verified_int8_build(entry):
     assert m.radius == models.load(entry.name, entry.scale).radius
 
 
-@pytest.mark.parametrize("entry", models.shipped(), ids=lambda e: f"{e.name}_x{e.scale}")
+@pytest.mark.parametrize("entry", QUANTIZED, ids=lambda e: f"{e.name}_x{e.scale}")
 def test_tiling_is_exact_in_int8(entry):
     m = models.load(entry.name, entry.scale, precision="int8")
     pixels = np.asarray(photo(7, 61, 47), dtype=np.float32) / 255.0
