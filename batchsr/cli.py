@@ -59,6 +59,13 @@ def _tile(text: str) -> int:
     return v
 
 
+def _non_negative(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or a positive integer")
+    return v
+
+
 def _positive(text: str) -> int:
     v = int(text)
     if v <= 0:
@@ -94,6 +101,8 @@ def _add_model_options(p: argparse.ArgumentParser, precision: str = "auto") -> N
     p.add_argument("--threads", type=_positive,
                    help="inference threads per image computing (default: cores / --jobs, at least 1; "
                         "one per core for eval)")
+    p.add_argument("--device", type=_non_negative, metavar="N",
+                   help="which GPU the CUDA (or TensorRT, ROCm, DirectML) provider uses (default 0)")
     p.add_argument("--precision", choices=PRECISIONS, default=precision,
                    help="the shipped model's float32 or int8 build; auto: int8 where it was measured to "
                         f"pay (the CPU runs it and has VNNI or AMX), else fp32 (default {precision})")
@@ -174,8 +183,8 @@ def _load_model(a, usage_exit, threads: int = 0):
 
     try:
         providers = parse_providers(a.providers) if a.providers else None
-        return load(a.model, a.scale, EngineOptions(providers=providers, threads=a.threads or threads),
-                    precision=a.precision)
+        return load(a.model, a.scale, EngineOptions(providers=providers, threads=a.threads or threads,
+                                                     device=a.device), precision=a.precision)
     except (ModelError, EngineError, ValueError) as exc:
         usage_exit(str(exc))
 
@@ -265,7 +274,7 @@ def cmd_run(argv: list[str]) -> int:
                     overwrite=a.overwrite, jobs=a.jobs, compression=a.compression,
                     html=a.html or a.html_sample is not None,
                     html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample,
-                    engine=a.engine, ray_address=a.ray_address, precision=model.precision)
+                    engine=a.engine, ray_address=a.ray_address, precision=model.precision, device=a.device)
     from batchsr.lock import Locked
     from batchsr.pipeline import Interrupted, SetupError, run
 

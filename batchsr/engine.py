@@ -45,7 +45,21 @@ BATCHING_PROVIDERS = {"CUDAExecutionProvider", "CoreMLExecutionProvider", "Tenso
                       "DmlExecutionProvider", "ROCMExecutionProvider"}
 PROVIDER_OPTIONS = {
     "CoreMLExecutionProvider": {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"},
+    # cuDNN's default EXHAUSTIVE search benchmarks every convolution algorithm for each new
+    # input shape, and tile batches change shape with the image width; HEURISTIC picks at once.
+    "CUDAExecutionProvider": {"cudnn_conv_algo_search": "HEURISTIC"},
 }
+# Providers that run on one of several devices, chosen by their device_id option (--device).
+DEVICE_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+                    "DmlExecutionProvider"}
+
+
+def provider_options(provider: str, device: int | None = None) -> dict[str, str]:
+    """The options batchsr passes to ``provider``, on GPU ``device`` where given. Pure."""
+    options = dict(PROVIDER_OPTIONS.get(provider, {}))
+    if device is not None and provider in DEVICE_PROVIDERS:
+        options["device_id"] = str(device)
+    return options
 
 
 def placement_label(placement: dict[str, int]) -> str:
@@ -129,6 +143,7 @@ def threads_per_job(jobs: int, cpus: int | None = None) -> int:
 class EngineOptions:
     providers: tuple[str, ...] | None = None  # None: choose_providers' default
     threads: int = 0  # intra-op threads; 0 = onnxruntime's default (one per core)
+    device: int | None = None  # GPU index for CUDA, TensorRT, ROCm, DirectML; None: their default (0)
     # onnxruntime's threads spin while idle by default, which steals the CPU
     # from decode/encode work running beside inference.
     spinning: bool = False
@@ -152,7 +167,7 @@ class Engine:
         # Where onnxruntime placed each node (placement); older versions ignore the entry.
         so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
         providers = choose_providers(ort.get_available_providers(), options.providers)
-        provider_args = [(p, PROVIDER_OPTIONS.get(p, {})) for p in providers]
+        provider_args = [(p, provider_options(p, options.device)) for p in providers]
         source = model if isinstance(model, bytes) else str(model)
         try:
             self._session = ort.InferenceSession(source, sess_options=so, providers=provider_args)

@@ -154,7 +154,8 @@ class ImageWorker:
         self.cfg = cfg
         self.output_root = Path(output_root)
         self.model = models.from_bytes(model_bytes, name, sha256,
-                                       EngineOptions(providers=cfg.providers, threads=threads))
+                                       EngineOptions(providers=cfg.providers, threads=threads,
+                                                     device=cfg.device))
         # The local engine's per-image part: memory budget, and every CPU for an image that runs alone.
         self.runner = ImageRunner(cfg, self.model, cores=cpus, adapt=True)
 

@@ -93,3 +93,21 @@ def test_placement_is_what_onnxruntime_measured_not_the_registered_list():
     assert placement_label({"CoreMLExecutionProvider": 17, "CPUExecutionProvider": 2}) == \
         "CoreMLExecutionProvider 17/19, CPUExecutionProvider 2/19"
     assert placement_label({}) == ""
+
+
+def test_cuda_searches_convolution_algorithms_by_heuristic_on_the_chosen_device():
+    from batchsr.engine import provider_options
+
+    assert provider_options(CUDA) == {"cudnn_conv_algo_search": "HEURISTIC"}
+    assert provider_options(CUDA, 1) == {"cudnn_conv_algo_search": "HEURISTIC", "device_id": "1"}
+    assert provider_options("TensorrtExecutionProvider", 2) == {"device_id": "2"}
+    assert provider_options(CPU, 1) == {}  # the CPU has no device to choose
+    assert provider_options(COREML, 1) == {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"}
+
+
+def test_the_cli_takes_a_device_and_refuses_a_negative_one(tmp_path, capsys):
+    from batchsr.cli import run_parser
+
+    assert run_parser().parse_args(["in", "out", "--device", "1"]).device == 1
+    with pytest.raises(SystemExit):
+        run_parser().parse_args(["in", "out", "--device", "-1"])
