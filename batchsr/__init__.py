@@ -47,8 +47,12 @@ def run_folder(input, output, **options):
     from batchsr.engine import EngineOptions
 
     cfg = RunConfig(input=Path(input), output=Path(output), **options)
-    m = models.load(cfg.model, cfg.scale, EngineOptions(providers=cfg.providers, threads=cfg.threads,
-                                                        device=cfg.device), precision=cfg.precision)
+    m = models.load(
+        cfg.model,
+        cfg.scale,
+        EngineOptions(providers=cfg.providers, threads=cfg.threads, device=cfg.device),
+        precision=cfg.precision,
+    )
     summary = pipeline.run(cfg, m)
     if cfg.html:
         from batchsr import html_report

@@ -65,7 +65,9 @@ def _measure(cmd: list[str]) -> tuple[float, float, str]:
     wall = time.perf_counter() - t0
     # The child is a _wrap process that reports its own child's peak RSS (from wait4) as JSON.
     if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}"
+        )
     try:
         info = json.loads(out.strip().splitlines()[-1])
         rss = info.get("peak_rss_mib", float("nan"))
@@ -122,25 +124,84 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
             methods: list[tuple[str, str, list[str], bool]] = []
             for e in entries:
                 label = f"batchsr {e.name} x{e.scale}"
-                methods.append((label + " end to end", "", _wrapped(
-                    [sys.executable, "-m", "batchsr", str(folder), str(out), "--model", e.name, "--scale",
-                     str(e.scale), "--no-psnr", "--quiet", *tflag]), False))
-                methods.append((label + " model only", "onnxruntime calls only", _wrapped(
-                    [sys.executable, "-m", "batchsr.bench", "_model_only", str(folder), e.name, str(e.scale),
-                     str(threads or 0)]), True))
-            methods.append(("Pillow bicubic", "", _wrapped(
-                [sys.executable, "-m", "batchsr.bench", "_pillow", str(folder), str(out), str(scale)]), False))
+                methods.append(
+                    (
+                        label + " end to end",
+                        "",
+                        _wrapped(
+                            [
+                                sys.executable,
+                                "-m",
+                                "batchsr",
+                                str(folder),
+                                str(out),
+                                "--model",
+                                e.name,
+                                "--scale",
+                                str(e.scale),
+                                "--no-psnr",
+                                "--quiet",
+                                *tflag,
+                            ]
+                        ),
+                        False,
+                    )
+                )
+                methods.append(
+                    (
+                        label + " model only",
+                        "onnxruntime calls only",
+                        _wrapped(
+                            [
+                                sys.executable,
+                                "-m",
+                                "batchsr.bench",
+                                "_model_only",
+                                str(folder),
+                                e.name,
+                                str(e.scale),
+                                str(threads or 0),
+                            ]
+                        ),
+                        True,
+                    )
+                )
+            methods.append(
+                (
+                    "Pillow bicubic",
+                    "",
+                    _wrapped([sys.executable, "-m", "batchsr.bench", "_pillow", str(folder), str(out), str(scale)]),
+                    False,
+                )
+            )
             for peer in ("ESPCN", "FSRCNN"):
                 pb = PEERS / f"{peer}_x{scale}.pb"
-                methods.append((f"OpenCV dnn_superres {peer} x{scale}", "", _wrapped(
-                    [sys.executable, "-m", "batchsr.bench", "_opencv", str(folder), str(out), peer.lower(),
-                     str(scale), str(pb)]), False))
+                methods.append(
+                    (
+                        f"OpenCV dnn_superres {peer} x{scale}",
+                        "",
+                        _wrapped(
+                            [
+                                sys.executable,
+                                "-m",
+                                "batchsr.bench",
+                                "_opencv",
+                                str(folder),
+                                str(out),
+                                peer.lower(),
+                                str(scale),
+                                str(pb),
+                            ]
+                        ),
+                        False,
+                    )
+                )
             # Per round, every method's (seconds, RSS), None where it failed. Odd rounds run the
             # methods in reverse: a machine slowing down over a round then weighs on both sides
             # of each comparison alike (ABBA), and the ratios are taken within each round.
             rounds: dict[str, list[tuple[float, float] | None]] = {m[0]: [] for m in methods}
             for r in range(repeat):
-                for label, _, cmd, inner in (methods if r % 2 == 0 else methods[::-1]):
+                for label, _, cmd, inner in methods if r % 2 == 0 else methods[::-1]:
                     if r and not any(rounds[label]):
                         rounds[label].append(None)
                         continue  # failed in round 1 (OpenCV not installed): said once
@@ -154,8 +215,11 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                         shutil.rmtree(out, ignore_errors=True)
                     seconds = json.loads(stdout.strip().splitlines()[-2])["seconds"] if inner else wall
                     rounds[label].append((seconds, rss))
-                    print(f"  {name:6s} round {r + 1} {label:38s} {seconds:7.2f} s {mp / seconds:7.2f} MP/s "
-                          f"{rss:7.0f} MiB", flush=True)
+                    print(
+                        f"  {name:6s} round {r + 1} {label:38s} {seconds:7.2f} s {mp / seconds:7.2f} MP/s "
+                        f"{rss:7.0f} MiB",
+                        flush=True,
+                    )
             espcn = next((m[0] for m in methods if m[0].startswith("OpenCV dnn_superres ESPCN")), None)
             for label, note, _, _ in methods:
                 got = [g for g in rounds[label] if g]
@@ -164,12 +228,22 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                 secs = [t for t, _ in got]
                 wall = statistics.median(secs)
                 own = label.replace(" end to end", " model only") if label.endswith(" end to end") else None
-                results.append({"set": name, "method": label, "images": n, "output_mp": mp, "seconds": wall,
-                                "mp_per_s": mp / wall if wall > 0 else float("nan"),
-                                "peak_rss_mib": max(r for _, r in got), "rounds": len(got),
-                                "spread": f"{min(secs):.2f}-{max(secs):.2f}", "note": note,
-                                "vs_espcn": _paired(rounds[espcn], rounds[label]) if espcn else (float("nan"),) * 3,
-                                "vs_model_only": _paired(rounds[own], rounds[label]) if own else (float("nan"),) * 3})
+                results.append(
+                    {
+                        "set": name,
+                        "method": label,
+                        "images": n,
+                        "output_mp": mp,
+                        "seconds": wall,
+                        "mp_per_s": mp / wall if wall > 0 else float("nan"),
+                        "peak_rss_mib": max(r for _, r in got),
+                        "rounds": len(got),
+                        "spread": f"{min(secs):.2f}-{max(secs):.2f}",
+                        "note": note,
+                        "vs_espcn": _paired(rounds[espcn], rounds[label]) if espcn else (float("nan"),) * 3,
+                        "vs_model_only": _paired(rounds[own], rounds[label]) if own else (float("nan"),) * 3,
+                    }
+                )
     return results
 
 
@@ -179,11 +253,12 @@ def _paired(reference: list, method: list) -> tuple[float, float, float]:
     round has both."""
     import statistics
 
-    ratios = [a[0] / b[0] for a, b in zip(reference, method) if a and b and b[0] > 0]
+    ratios = [a[0] / b[0] for a, b in zip(reference, method, strict=True) if a and b and b[0] > 0]
     return (statistics.median(ratios), min(ratios), max(ratios)) if ratios else (float("nan"),) * 3
 
 
 # ---- child processes -------------------------------------------------------------------------------
+
 
 def _child_wrap(args: list[str]) -> int:
     """Run a command, then print its exit status and peak RSS (from wait4) as JSON."""
@@ -257,22 +332,49 @@ def memory_bench(scale: int, jobs: int) -> list[dict]:
                     big = im.convert("RGB").resize((w, h), Image.BICUBIC)
                     big.save(folder / f"scan{suffix}", **({"quality": 92} if suffix == ".jpg" else {}))
                 out = Path(tmp) / f"out_{w}x{h}{suffix}"
-                wall, rss, _ = _measure(_wrapped([sys.executable, "-m", "batchsr", str(folder), str(out), "--model",
-                                                  "default", "--scale", str(scale), "--jobs", str(jobs), "--quiet"]))
-                rows.append({"format": suffix[1:].upper(), "input": f"{w}x{h}", "output": f"{w * scale}x{h * scale}",
-                             "seconds": wall, "peak_rss_mib": rss})
+                wall, rss, _ = _measure(
+                    _wrapped(
+                        [
+                            sys.executable,
+                            "-m",
+                            "batchsr",
+                            str(folder),
+                            str(out),
+                            "--model",
+                            "default",
+                            "--scale",
+                            str(scale),
+                            "--jobs",
+                            str(jobs),
+                            "--quiet",
+                        ]
+                    )
+                )
+                rows.append(
+                    {
+                        "format": suffix[1:].upper(),
+                        "input": f"{w}x{h}",
+                        "output": f"{w * scale}x{h * scale}",
+                        "seconds": wall,
+                        "peak_rss_mib": rss,
+                    }
+                )
                 print(f"  memory {suffix} {w}x{h}: {wall:.1f} s, peak RSS {rss:.0f} MiB", flush=True)
                 shutil.rmtree(out)
     return rows
 
 
 def memory_table(rows: list[dict]) -> str:
-    lines = ["| format | input | output | seconds | peak RSS MiB | vs the smaller |",
-             "| --- | --- | --- | ---: | ---: | ---: |"]
+    lines = [
+        "| format | input | output | seconds | peak RSS MiB | vs the smaller |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
     for r in rows:
         first = next(x for x in rows if x["format"] == r["format"])
-        lines.append(f"| {r['format']} | {r['input']} | {r['output']} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
-                     f"{r['peak_rss_mib'] / first['peak_rss_mib']:.2f}x |")
+        lines.append(
+            f"| {r['format']} | {r['input']} | {r['output']} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['peak_rss_mib'] / first['peak_rss_mib']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -281,35 +383,47 @@ def table(results: list[dict]) -> str:
     their lowest and highest round (see run_bench)."""
     import math
 
-    lines = ["| set | method | images | output MP | seconds (median; range) | output MP/s | vs OpenCV ESPCN "
-             "(rounds) | vs own model only (rounds) | peak RSS MiB |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| set | method | images | output MP | seconds (median; range) | output MP/s | vs OpenCV ESPCN "
+        "(rounds) | vs own model only (rounds) | peak RSS MiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in results:
         mid, lo, hi = r["vs_espcn"]
         ratio = f"{mid:.2f}x ({lo:.2f}-{hi:.2f})" if not math.isnan(mid) else "-"
         mid, lo, hi = r["vs_model_only"]
         own = f"{100 * mid:.0f} % ({100 * lo:.0f}-{100 * hi:.0f})" if not math.isnan(mid) else ""
-        lines.append(f"| {r['set']} | {r['method']} | {r['images']} | {r['output_mp']:.1f} | {r['seconds']:.2f}; "
-                     f"{r['spread']} | {r['mp_per_s']:.2f} | {ratio} | {own} | {r['peak_rss_mib']:.0f} |")
+        lines.append(
+            f"| {r['set']} | {r['method']} | {r['images']} | {r['output_mp']:.1f} | {r['seconds']:.2f}; "
+            f"{r['spread']} | {r['mp_per_s']:.2f} | {ratio} | {own} | {r['peak_rss_mib']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    children = {"_wrap": lambda a: _child_wrap(a[1:] if a and a[0] == "--" else a),
-                "_model_only": lambda a: _child_model_only(*a), "_pillow": lambda a: _child_pillow(*a),
-                "_opencv": lambda a: _child_opencv(*a)}
+    children = {
+        "_wrap": lambda a: _child_wrap(a[1:] if a and a[0] == "--" else a),
+        "_model_only": lambda a: _child_model_only(*a),
+        "_pillow": lambda a: _child_pillow(*a),
+        "_opencv": lambda a: _child_opencv(*a),
+    }
     if argv and argv[0] in children:
         return children[argv[0]](argv[1:])
-    ap = argparse.ArgumentParser(prog="python -m batchsr.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m batchsr.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--images", type=int, default=100, help="B100 images to use (default all 100)")
     ap.add_argument("--large", type=int, default=2, help="large images (1350x1000 LR) to add")
     ap.add_argument("--scale", type=int, default=3, choices=(2, 3, 4))
     ap.add_argument("--threads", type=int, help="batchsr inference threads (default: one per core)")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="interleaved rounds per method (odd ones in reverse order); times are medians, "
-                         "ratios medians of per-round ratios (default 3)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="interleaved rounds per method (odd ones in reverse order); times are medians, "
+        "ratios medians of per-round ratios (default 3)",
+    )
     ap.add_argument("--csv", type=Path, help="also write the results as CSV")
     ap.add_argument("--memory", action="store_true", help="only the peak-memory check on two big photos")
     a = ap.parse_args(argv)
@@ -332,9 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.csv:
         import csv
 
-        flat = [{k2: v2 for k, v in r.items()
-                 for k2, v2 in (zip((k, k + "_low", k + "_high"), v) if isinstance(v, tuple) else [(k, v)])}
-                for r in results]
+        flat = [
+            {
+                k2: v2
+                for k, v in r.items()
+                for k2, v2 in (zip((k, k + "_low", k + "_high"), v, strict=True) if isinstance(v, tuple) else [(k, v)])
+            }
+            for r in results
+        ]
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(flat[0]))
             w.writeheader()

@@ -49,8 +49,17 @@ def _child(engine: str, inp: str, out: str, jobs: str, model_name: str, address:
     # As the CLI does: local jobs share the cores; Ray's actors size their own sessions.
     threads = threads_per_job(int(jobs)) if engine == "local" else 0
     model = models.load(model_name, 3, EngineOptions(threads=threads))
-    cfg = RunConfig(input=Path(inp), output=Path(out), scale=model.scale, model=model_name, psnr=False, quiet=True,
-                    jobs=int(jobs), engine=engine, ray_address=address or None)
+    cfg = RunConfig(
+        input=Path(inp),
+        output=Path(out),
+        scale=model.scale,
+        model=model_name,
+        psnr=False,
+        quiet=True,
+        jobs=int(jobs),
+        engine=engine,
+        ray_address=address or None,
+    )
     stamps, pixels = [], []
 
     def on_row(row):
@@ -61,14 +70,24 @@ def _child(engine: str, inp: str, out: str, jobs: str, model_name: str, address:
     summary = pipeline.run(cfg, model, on_row=on_row)
     t_end = time.perf_counter()
     assert summary.ok == len(stamps), summary.line()
-    print(json.dumps({"run_s": t_end - t_run, "since_start_s": t_end - t0, "n": len(stamps),
-                      "steady_s": stamps[-1] - stamps[0], "steady_mp": sum(pixels[1:]) / 1e6,
-                      "mp": sum(pixels) / 1e6}))
+    print(
+        json.dumps(
+            {
+                "run_s": t_end - t_run,
+                "since_start_s": t_end - t0,
+                "n": len(stamps),
+                "steady_s": stamps[-1] - stamps[0],
+                "steady_mp": sum(pixels[1:]) / 1e6,
+                "mp": sum(pixels) / 1e6,
+            }
+        )
+    )
     return 0
 
 
-def run_engines(images: int, rounds: int, scale: int, jobs: int, address: str | None = None,
-                model: str = "default") -> list[dict]:
+def run_engines(
+    images: int, rounds: int, scale: int, jobs: int, address: str | None = None, model: str = "default"
+) -> list[dict]:
     from batchsr.bench import prepare
 
     results = []
@@ -80,38 +99,74 @@ def run_engines(images: int, rounds: int, scale: int, jobs: int, address: str | 
         for i, (engine, r) in enumerate(order):
             out = Path(tmp) / f"out{i}"
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "batchsr.bench_engines", "_child", engine, str(folder),
-                                   str(out), str(jobs), model, address or ""], cwd=ROOT, capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "batchsr.bench_engines",
+                    "_child",
+                    engine,
+                    str(folder),
+                    str(out),
+                    str(jobs),
+                    model,
+                    address or "",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
                 raise RuntimeError(f"{engine} run failed: {proc.stderr.strip()[-2000:]}")
             info = json.loads(proc.stdout.strip().splitlines()[-1])
-            res = {"engine": engine, "round": r + 1, "images": info["n"], "output_mp": info["mp"],
-                   "process_s": wall, "run_s": info["run_s"],
-                   "steady_img_s": (info["n"] - 1) / info["steady_s"],
-                   "steady_mp_s": info["steady_mp"] / info["steady_s"]}
+            res = {
+                "engine": engine,
+                "round": r + 1,
+                "images": info["n"],
+                "output_mp": info["mp"],
+                "process_s": wall,
+                "run_s": info["run_s"],
+                "steady_img_s": (info["n"] - 1) / info["steady_s"],
+                "steady_mp_s": info["steady_mp"] / info["steady_s"],
+            }
             results.append(res)
-            print(f"  {engine:5s} round {r + 1}: process {wall:6.2f} s, run {info['run_s']:6.2f} s, steady "
-                  f"{res['steady_img_s']:5.2f} images/s {res['steady_mp_s']:5.2f} MP/s", flush=True)
+            print(
+                f"  {engine:5s} round {r + 1}: process {wall:6.2f} s, run {info['run_s']:6.2f} s, steady "
+                f"{res['steady_img_s']:5.2f} images/s {res['steady_mp_s']:5.2f} MP/s",
+                flush=True,
+            )
             shutil.rmtree(out)
     return results
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| engine | round | images | output MP | process wall s | steady images/s | steady output MP/s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| engine | round | images | output MP | process wall s | steady images/s | steady output MP/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in results:
-        lines.append(f"| {r['engine']} | {r['round']} | {r['images']} | {r['output_mp']:.1f} | {r['process_s']:.1f} | "
-                     f"{r['steady_img_s']:.2f} | {r['steady_mp_s']:.2f} |")
-    mean = {e: {k: statistics.mean(r[k] for r in results if r["engine"] == e)
-                for k in ("process_s", "steady_img_s", "steady_mp_s")} for e in ("local", "ray")}
+        lines.append(
+            f"| {r['engine']} | {r['round']} | {r['images']} | {r['output_mp']:.1f} | {r['process_s']:.1f} | "
+            f"{r['steady_img_s']:.2f} | {r['steady_mp_s']:.2f} |"
+        )
+    mean = {
+        e: {
+            k: statistics.mean(r[k] for r in results if r["engine"] == e)
+            for k in ("process_s", "steady_img_s", "steady_mp_s")
+        }
+        for e in ("local", "ray")
+    }
     for e in ("local", "ray"):
         m = mean[e]
-        lines.append(f"| **{e}, mean** | | | | {m['process_s']:.1f} | {m['steady_img_s']:.2f} | "
-                     f"{m['steady_mp_s']:.2f} |")
+        lines.append(
+            f"| **{e}, mean** | | | | {m['process_s']:.1f} | {m['steady_img_s']:.2f} | {m['steady_mp_s']:.2f} |"
+        )
     ratio = mean["ray"]["steady_mp_s"] / mean["local"]["steady_mp_s"]
-    lines.append(f"\nRay / local steady throughput: {ratio:.3f} (overhead {100 * (1 - ratio):+.1f} %); "
-                 f"process wall time: {mean['ray']['process_s'] - mean['local']['process_s']:+.1f} s for Ray")
+    lines.append(
+        f"\nRay / local steady throughput: {ratio:.3f} (overhead {100 * (1 - ratio):+.1f} %); "
+        f"process wall time: {mean['ray']['process_s'] - mean['local']['process_s']:+.1f} s for Ray"
+    )
     return "\n".join(lines)
 
 
@@ -152,8 +207,10 @@ def dispatch(n_small: int = 60, n_large: int = 300, work_s: float = 0.03) -> Non
             times[("plain actors (2), ray.wait", n)] = time.perf_counter() - t0
     finally:
         ray.shutdown()
-    print(f"| dispatch ({work_s * 1000:.0f} ms no-op items, 2 workers) | {n_small} items s | {n_large} items s | "
-          f"per extra item ms | ideal per item ms |")
+    print(
+        f"| dispatch ({work_s * 1000:.0f} ms no-op items, 2 workers) | {n_small} items s | {n_large} items s | "
+        f"per extra item ms | ideal per item ms |"
+    )
     print("| --- | ---: | ---: | ---: | ---: |")
     for name in dict.fromkeys(k[0] for k in times):
         a, b = times[(name, n_small)], times[(name, n_large)]
@@ -164,15 +221,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_child":
         return _child(*argv[1:])
-    ap = argparse.ArgumentParser(prog="python -m batchsr.bench_engines", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m batchsr.bench_engines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--images", type=int, default=60, help="B100 images to use (default 60)")
     ap.add_argument("--rounds", type=int, default=2, help="runs of each engine, alternating (default 2)")
     ap.add_argument("--scale", type=int, default=3, choices=(3,), help="the shipped models are x3")
     ap.add_argument("--jobs", type=int, default=2, help="images in flight per session (default 2)")
     ap.add_argument("--model", default="default", help="shipped x3 model to run (default: default)")
-    ap.add_argument("--ray-address", metavar="ADDR",
-                    help="the Ray runs join this running cluster instead of starting Ray themselves")
+    ap.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the Ray runs join this running cluster instead of starting Ray themselves",
+    )
     ap.add_argument("--dispatch", action="store_true", help="only compare Ray Data and plain actors' dispatch")
     a = ap.parse_args(argv)
     if a.dispatch:
@@ -185,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         ap.error(str(exc))
     joins = f", Ray joining {a.ray_address}" if a.ray_address else ", Ray started by each run"
-    print(f"batchsr engines on {os.cpu_count()} CPUs: model {a.model}, {a.images} B100 images, x{a.scale}, "
-          f"--jobs {a.jobs}, "
-          f"{a.rounds} rounds{joins}", flush=True)
+    print(
+        f"batchsr engines on {os.cpu_count()} CPUs: model {a.model}, {a.images} B100 images, x{a.scale}, "
+        f"--jobs {a.jobs}, "
+        f"{a.rounds} rounds{joins}",
+        flush=True,
+    )
     results = run_engines(a.images, a.rounds, a.scale, a.jobs, a.ray_address, a.model)
     print()
     print(table(results))

@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 from batchsr import __version__
+from batchsr.config import DEFAULT_COMPRESSION, DEFAULT_HTML_SAMPLE, DEFAULT_MAX_PIXELS, FORMATS, HTML_NAME, RunConfig
 from batchsr.precision import PRECISIONS
-from batchsr.config import (DEFAULT_COMPRESSION, DEFAULT_HTML_SAMPLE, DEFAULT_MAX_PIXELS, FORMATS, HTML_NAME,
-                            RunConfig)
+
 # report owns outcomes and exit codes; it imports nothing heavy, so --help stays fast.
 from batchsr.report import EXIT_EMPTY, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
-
 
 DESCRIPTION = """\
 Upscale every image under INPUT (a folder, walked recursively, or one file)
@@ -81,70 +80,128 @@ def _sample(text: str) -> int:
 
 
 def _add_html_sample(p: argparse.ArgumentParser, implies: str = "") -> None:
-    p.add_argument("--html-sample", type=_sample, metavar="N",
-                   help=f"images drawn as before/after figures: the largest and smallest gains and a "
-                        f"random few (default {DEFAULT_HTML_SAMPLE}){implies}")
+    p.add_argument(
+        "--html-sample",
+        type=_sample,
+        metavar="N",
+        help=f"images drawn as before/after figures: the largest and smallest gains and a "
+        f"random few (default {DEFAULT_HTML_SAMPLE}){implies}",
+    )
 
 
 def _add_model_options(p: argparse.ArgumentParser, precision: str = "auto") -> None:
-    p.add_argument("--scale", type=int, choices=(2, 3, 4),
-                   help="upscaling factor (default 3; with --model PATH, the file's own)")
-    p.add_argument("--model", default="default", metavar="NAME|PATH.onnx",
-                   help="a shipped model's name (see `batchsr models`) or an ONNX file exported by "
-                        "`python -m train` (default: default)")
-    p.add_argument("--tile", type=_tile, metavar="N",
-                   help="tile size in LR pixels; 0 = whole image (default: whole image when small, "
-                        "256 when large, so memory stays bounded)")
-    p.add_argument("--providers", metavar="LIST",
-                   help="onnxruntime execution providers in order, e.g. cuda,cpu (default: the best "
-                        "present of coreml, cuda, cpu)")
-    p.add_argument("--threads", type=_positive,
-                   help="inference threads per image computing (default: cores / --jobs, at least 1; "
-                        "one per core for eval)")
-    p.add_argument("--device", type=_non_negative, metavar="N",
-                   help="which GPU the CUDA (or TensorRT, ROCm, DirectML) provider uses (default 0)")
-    p.add_argument("--precision", choices=PRECISIONS, default=precision,
-                   help="the shipped model's float32 or int8 build; auto: int8 where it was measured to "
-                        f"pay (the CPU runs it and has VNNI or AMX), else fp32 (default {precision})")
+    p.add_argument(
+        "--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default 3; with --model PATH, the file's own)"
+    )
+    p.add_argument(
+        "--model",
+        default="default",
+        metavar="NAME|PATH.onnx",
+        help="a shipped model's name (see `batchsr models`) or an ONNX file exported by "
+        "`python -m train` (default: default)",
+    )
+    p.add_argument(
+        "--tile",
+        type=_tile,
+        metavar="N",
+        help="tile size in LR pixels; 0 = whole image (default: whole image when small, "
+        "256 when large, so memory stays bounded)",
+    )
+    p.add_argument(
+        "--providers",
+        metavar="LIST",
+        help="onnxruntime execution providers in order, e.g. cuda,cpu (default: the best present of coreml, cuda, cpu)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        help="inference threads per image computing (default: cores / --jobs, at least 1; one per core for eval)",
+    )
+    p.add_argument(
+        "--device",
+        type=_non_negative,
+        metavar="N",
+        help="which GPU the CUDA (or TensorRT, ROCm, DirectML) provider uses (default 0)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=precision,
+        help="the shipped model's float32 or int8 build; auto: int8 where it was measured to "
+        f"pay (the CPU runs it and has VNNI or AMX), else fp32 (default {precision})",
+    )
 
 
 def run_parser() -> Parser:
-    p = Parser(prog="batchsr", description=DESCRIPTION, epilog=EPILOG,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        prog="batchsr", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("input", metavar="INPUT", type=Path, help="image file or folder of images")
     p.add_argument("output", metavar="OUTPUT", type=Path, help="folder to write the upscaled images to")
     _add_model_options(p)
-    p.add_argument("--jobs", type=_positive, default=2, metavar="N",
-                   help="images computing at once, so decoding and encoding overlap inference; one "
-                        "more may start for each whose output is being fsynced (default 2; with --engine "
-                        "ray, per worker)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="where the images are processed: this machine (default) or a Ray cluster "
-                        "(pip install 'batchsr[ray]'; INPUT and OUTPUT must be on a filesystem every node "
-                        "mounts at the same path; each worker takes --threads CPUs, default 2, and --jobs "
-                        "images at a time)")
-    p.add_argument("--ray-address", metavar="ADDR",
-                   help="with --engine ray: join the cluster at ADDR (auto, or HOST:PORT of its head); "
-                        "default: start Ray on this machine")
+    p.add_argument(
+        "--jobs",
+        type=_positive,
+        default=2,
+        metavar="N",
+        help="images computing at once, so decoding and encoding overlap inference; one "
+        "more may start for each whose output is being fsynced (default 2; with --engine "
+        "ray, per worker)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where the images are processed: this machine (default) or a Ray cluster "
+        "(pip install 'batchsr[ray]'; INPUT and OUTPUT must be on a filesystem every node "
+        "mounts at the same path; each worker takes --threads CPUs, default 2, and --jobs "
+        "images at a time)",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --engine ray: join the cluster at ADDR (auto, or HOST:PORT of its head); "
+        "default: start Ray on this machine",
+    )
     p.add_argument("--report", type=Path, metavar="PATH", help="CSV report path (default OUTPUT/batchsr-report.csv)")
     p.add_argument("--format", choices=FORMATS, default="keep", help="output format (default: keep the input's)")
-    p.add_argument("--quality", type=int, default=95, metavar="N", help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)")
-    p.add_argument("--compression", type=int, default=DEFAULT_COMPRESSION, choices=range(0, 10), metavar="0-9",
-                   help=f"deflate level of PNG and TIFF outputs: 1-3 encoded with ISA-L (fast), 0 (stored) "
-                        f"and 4-9 with zlib (slower, smaller) (default {DEFAULT_COMPRESSION})")
-    p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="list what would be processed or skipped, and write nothing")
-    p.add_argument("--overwrite", action="store_true",
-                   help="reprocess images whose output is already up to date, and replace files at "
-                        "output paths that batchsr did not write or that changed since")
-    p.add_argument("--no-psnr", action="store_true",
-                   help="skip the per-image PSNR experiment and damage estimates (saves about 1/scale^2 "
-                        "of the work)")
-    p.add_argument("--html", action="store_true",
-                   help=f"also write OUTPUT/{HTML_NAME}: the summary, failures and before/after "
-                        f"crops of a sample of images, readable offline")
+    p.add_argument(
+        "--quality", type=int, default=95, metavar="N", help="JPEG/WebP/AVIF/HEIC quality 1-100 (default 95)"
+    )
+    p.add_argument(
+        "--compression",
+        type=int,
+        default=DEFAULT_COMPRESSION,
+        choices=range(0, 10),
+        metavar="0-9",
+        help=f"deflate level of PNG and TIFF outputs: 1-3 encoded with ISA-L (fast), 0 (stored) "
+        f"and 4-9 with zlib (slower, smaller) (default {DEFAULT_COMPRESSION})",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse inputs larger than N pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be processed or skipped, and write nothing")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="reprocess images whose output is already up to date, and replace files at "
+        "output paths that batchsr did not write or that changed since",
+    )
+    p.add_argument(
+        "--no-psnr",
+        action="store_true",
+        help="skip the per-image PSNR experiment and damage estimates (saves about 1/scale^2 of the work)",
+    )
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help=f"also write OUTPUT/{HTML_NAME}: the summary, failures and before/after "
+        f"crops of a sample of images, readable offline",
+    )
     _add_html_sample(p, "; implies --html")
     p.add_argument("--quiet", action="store_true", help="print only the final summary line")
     p.add_argument("--verbose", action="store_true", help="debug logging, with tracebacks for failures")
@@ -153,17 +210,27 @@ def run_parser() -> Parser:
 
 
 def eval_parser() -> Parser:
-    p = Parser(prog="batchsr eval",
-               description="Evaluate a model against bicubic on folders of ground-truth images under the "
-                           "standard protocol: mod-crop, PIL bicubic downscale (or --degradation realistic), "
-                           "Y (BT.601 studio range), shave `scale` pixels, PSNR (peak 255) and SSIM "
-                           "(Gaussian, sigma 1.5); colour as PSNR on Cb/Cr.")
-    p.add_argument("folders", nargs="+", metavar="[NAME=]FOLDER",
-                   help="folders of ground-truth images; NAME= labels the row (e.g. B100=.../bsds500/val)")
+    p = Parser(
+        prog="batchsr eval",
+        description="Evaluate a model against bicubic on folders of ground-truth images under the "
+        "standard protocol: mod-crop, PIL bicubic downscale (or --degradation realistic), "
+        "Y (BT.601 studio range), shave `scale` pixels, PSNR (peak 255) and SSIM "
+        "(Gaussian, sigma 1.5); colour as PSNR on Cb/Cr.",
+    )
+    p.add_argument(
+        "folders",
+        nargs="+",
+        metavar="[NAME=]FOLDER",
+        help="folders of ground-truth images; NAME= labels the row (e.g. B100=.../bsds500/val)",
+    )
     _add_model_options(p, precision="fp32")  # figures that do not depend on the machine
-    p.add_argument("--degradation", choices=("bicubic", "realistic"), default="bicubic",
-                   help="how each LR input is made: bicubic (the standard protocol, default) or realistic "
-                        "(blur, resizing, noise and JPEG, seeded per image: a fixed damaged version of the set)")
+    p.add_argument(
+        "--degradation",
+        choices=("bicubic", "realistic"),
+        default="bicubic",
+        help="how each LR input is made: bicubic (the standard protocol, default) or realistic "
+        "(blur, resizing, noise and JPEG, seeded per image: a fixed damaged version of the set)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the realistic sets (default 0)")
     p.add_argument("--csv", type=Path, metavar="PATH", help="write per-image rows to this CSV")
     return p
@@ -172,8 +239,9 @@ def eval_parser() -> Parser:
 def _setup_logging(quiet: bool, verbose: bool) -> None:
     # --verbose is batchsr's own debug output (a traceback per failed image); other
     # libraries stay at INFO, so Pillow's EXIF and plugin chatter does not bury it.
-    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="batchsr: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.ERROR if quiet else logging.INFO, format="batchsr: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("batchsr").setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
@@ -183,8 +251,12 @@ def _load_model(a, usage_exit, threads: int = 0):
 
     try:
         providers = parse_providers(a.providers) if a.providers else None
-        return load(a.model, a.scale, EngineOptions(providers=providers, threads=a.threads or threads,
-                                                     device=a.device), precision=a.precision)
+        return load(
+            a.model,
+            a.scale,
+            EngineOptions(providers=providers, threads=a.threads or threads, device=a.device),
+            precision=a.precision,
+        )
     except (ModelError, EngineError, ValueError) as exc:
         usage_exit(str(exc))
 
@@ -235,9 +307,8 @@ def cmd_models(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def cmd_run(argv: list[str]) -> int:
-    p = run_parser()
-    a = p.parse_args(argv)
+def _check_run_args(a, p: Parser) -> None:
+    """Usage errors (exit 2, one line) for arguments that cannot make a run."""
     if not a.input.exists():
         p.error(f"input not found: {a.input}")
     if a.output.exists() and not a.output.is_dir():
@@ -248,15 +319,22 @@ def cmd_run(argv: list[str]) -> int:
         p.error("--quality must be between 1 and 100")
     if a.ray_address and a.engine != "ray":
         p.error("--ray-address needs --engine ray")
-    from batchsr.distribute import EngineUnavailable
-
     if a.engine == "ray":
+        from batchsr.distribute import EngineUnavailable
         from batchsr.ray_engine import require_ray
 
         try:
             require_ray()
         except EngineUnavailable as exc:
             p.error(str(exc))
+
+
+def cmd_run(argv: list[str]) -> int:
+    p = run_parser()
+    a = p.parse_args(argv)
+    _check_run_args(a, p)
+    from batchsr.distribute import EngineUnavailable
+
     _setup_logging(a.quiet, a.verbose)
     from batchsr.engine import threads_per_job
     from batchsr.tuning import tune_allocator
@@ -267,14 +345,32 @@ def cmd_run(argv: list[str]) -> int:
     model = _load_model(a, p.error, threads_per_job(a.jobs) if a.engine == "local" else 0)
     # The providers asked for, not this machine's pick: a Ray worker on a GPU node picks its own.
     providers = tuple(model.engine.providers) if a.providers else None
-    cfg = RunConfig(input=a.input, output=a.output, scale=model.scale, model=a.model, tile=a.tile,
-                    report=a.report, providers=providers, quiet=a.quiet,
-                    verbose=a.verbose, psnr=not a.no_psnr, format=a.format, quality=a.quality,
-                    max_pixels=a.max_pixels, threads=a.threads or 0, dry_run=a.dry_run,
-                    overwrite=a.overwrite, jobs=a.jobs, compression=a.compression,
-                    html=a.html or a.html_sample is not None,
-                    html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample,
-                    engine=a.engine, ray_address=a.ray_address, precision=model.precision, device=a.device)
+    cfg = RunConfig(
+        input=a.input,
+        output=a.output,
+        scale=model.scale,
+        model=a.model,
+        tile=a.tile,
+        report=a.report,
+        providers=providers,
+        quiet=a.quiet,
+        verbose=a.verbose,
+        psnr=not a.no_psnr,
+        format=a.format,
+        quality=a.quality,
+        max_pixels=a.max_pixels,
+        threads=a.threads or 0,
+        dry_run=a.dry_run,
+        overwrite=a.overwrite,
+        jobs=a.jobs,
+        compression=a.compression,
+        html=a.html or a.html_sample is not None,
+        html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample,
+        engine=a.engine,
+        ray_address=a.ray_address,
+        precision=model.precision,
+        device=a.device,
+    )
     from batchsr.lock import Locked
     from batchsr.pipeline import Interrupted, SetupError, run
 
@@ -290,8 +386,10 @@ def cmd_run(argv: list[str]) -> int:
         print(f"batchsr: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Interrupted as exc:
-        print(f"batchsr: stopped by {exc.name}; finished images are kept and in the report, "
-              f"rerun to continue", file=sys.stderr)
+        print(
+            f"batchsr: stopped by {exc.name}; finished images are kept and in the report, rerun to continue",
+            file=sys.stderr,
+        )
         return exc.exit_code
     except OSError as exc:  # OUTPUT or the report stopped being writable during the run
         if a.verbose:
@@ -300,8 +398,11 @@ def cmd_run(argv: list[str]) -> int:
         return EXIT_USAGE
     print(summary.line())
     if summary.empty:
-        print(f"batchsr: warning: no images found in {cfg.input} (an unmounted share looks like this); "
-              f"exit code {EXIT_EMPTY}", file=sys.stderr)
+        print(
+            f"batchsr: warning: no images found in {cfg.input} (an unmounted share looks like this); "
+            f"exit code {EXIT_EMPTY}",
+            file=sys.stderr,
+        )
     if summary.failed and not a.quiet and not a.dry_run:
         print(f"batchsr: see {cfg.report_path} for the failures", file=sys.stderr)
     if cfg.html and not cfg.dry_run:
@@ -324,12 +425,13 @@ def _write_html(cfg: RunConfig) -> int:
 
 
 def cmd_report(argv: list[str]) -> int:
-    p = Parser(prog="batchsr report",
-               description=f"(Re)build OUTPUT/{HTML_NAME} from a finished run's CSV report and the "
-                           "images it names, without running the model.")
+    p = Parser(
+        prog="batchsr report",
+        description=f"(Re)build OUTPUT/{HTML_NAME} from a finished run's CSV report and the "
+        "images it names, without running the model.",
+    )
     p.add_argument("output", metavar="OUTPUT", type=Path, help="a batchsr output folder")
-    p.add_argument("--report", type=Path, metavar="PATH",
-                   help="CSV report path (default OUTPUT/batchsr-report.csv)")
+    p.add_argument("--report", type=Path, metavar="PATH", help="CSV report path (default OUTPUT/batchsr-report.csv)")
     _add_html_sample(p)
     a = p.parse_args(argv)
     from batchsr.html_report import ReportError, build

@@ -102,8 +102,10 @@ def _fused_constants():
     s, b_r, a_b = a[0, 0], a[0, 2], a[2, 1]
     g_b, g_r = a[1, 1] / a_b, a[1, 2] / b_r
     c_y = (k[1] - g_b * k[2] - g_r * k[0]) / (1.0 - g_b - g_r)
-    return {name: np.float32(v) for name, v in dict(s=s, cy=c_y, br=b_r, cr=k[0] - c_y, ab=a_b, cb=k[2] - c_y,
-                                                     gb=g_b, gr=g_r).items()}
+    return {
+        name: np.float32(v)
+        for name, v in dict(s=s, cy=c_y, br=b_r, cr=k[0] - c_y, ab=a_b, cb=k[2] - c_y, gb=g_b, gr=g_r).items()
+    }
 
 
 _FUSED = _fused_constants()

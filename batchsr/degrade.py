@@ -78,8 +78,10 @@ def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     if r >= min(h, w):  # a kernel wider than the image: mirror padding cannot reach
         r = min(h, w) - 1
-        kernel = kernel[kernel.shape[0] // 2 - r:kernel.shape[0] // 2 + r + 1,
-                        kernel.shape[1] // 2 - r:kernel.shape[1] // 2 + r + 1]
+        kernel = kernel[
+            kernel.shape[0] // 2 - r : kernel.shape[0] // 2 + r + 1,
+            kernel.shape[1] // 2 - r : kernel.shape[1] // 2 + r + 1,
+        ]
         kernel = kernel / kernel.sum()
     p = np.pad(img, ((r, r), (r, r), (0, 0)), mode="reflect")
     ph, pw = p.shape[:2]
@@ -87,11 +89,10 @@ def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     out = np.fft.irfft2(spectrum, s=(ph, pw), axes=(0, 1))
     # Circular convolution with the kernel at the origin: output i is centred on
     # padded pixel i - r, so the image's pixels are the rows/columns from 2r on.
-    return out[2 * r:2 * r + h, 2 * r:2 * r + w].astype(np.float32)
+    return out[2 * r : 2 * r + h, 2 * r : 2 * r + w].astype(np.float32)
 
 
-RESAMPLERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "box": Image.BOX,
-              "lanczos": Image.LANCZOS}
+RESAMPLERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "box": Image.BOX, "lanczos": Image.LANCZOS}
 
 
 def resize(img: np.ndarray, size: tuple[int, int], method: str = "bicubic") -> np.ndarray:
@@ -174,8 +175,14 @@ def _noise(img: np.ndarray, rng: np.random.Generator, r: Realistic) -> np.ndarra
     return gaussian_noise(img, rng.uniform(*r.noise_sigma), rng, grey)
 
 
-def _stage(img: np.ndarray, size: tuple[int, int], sigma: tuple[float, float], p_blur: float,
-           rng: np.random.Generator, r: Realistic) -> np.ndarray:
+def _stage(
+    img: np.ndarray,
+    size: tuple[int, int],
+    sigma: tuple[float, float],
+    p_blur: float,
+    rng: np.random.Generator,
+    r: Realistic,
+) -> np.ndarray:
     """One stage: blur (maybe), resize to ``size``, noise (maybe), in order or shuffled."""
     ops = ["blur", "resize", "noise"]
     if rng.random() < r.shuffle:
@@ -215,8 +222,9 @@ def realistic_lr(gt: np.ndarray, scale: int, rng: np.random.Generator, r: Realis
     return to_u8(img)
 
 
-def degrade_realistic(hr: Image.Image, scale: int, seed: int | np.random.Generator,
-                      r: Realistic = Realistic()) -> tuple[Image.Image, Image.Image]:
+def degrade_realistic(
+    hr: Image.Image, scale: int, seed: int | np.random.Generator, r: Realistic = Realistic()
+) -> tuple[Image.Image, Image.Image]:
     """Return ``(ground_truth, low_res)`` like ``degrade``, with the realistic chain.
 
     The ground truth is ``hr`` as RGB, mod-cropped; the LR is 8-bit RGB of

@@ -16,21 +16,70 @@ from typing import Iterable, Iterator
 from batchsr.config import ASSETS_NAME
 from batchsr.resume import STATE_NAME
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp",
-                  ".gif", ".heic", ".heif", ".avif"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".heic",
+    ".heif",
+    ".avif",
+}
 # The Pillow format each suffix promises.
-SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
-                 ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP", ".gif": "GIF",
-                 ".heic": "HEIF", ".heif": "HEIF", ".avif": "AVIF"}
+SUFFIX_FORMAT = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".heic": "HEIF",
+    ".heif": "HEIF",
+    ".avif": "AVIF",
+}
 # Files and folders that operating systems, sync tools and NAS boxes leave in
 # photo folders (compared in lower case). Names starting with "." (including
 # macOS AppleDouble "._*" files and .DS_Store) are hidden and skipped too.
-SYSTEM_NAMES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "ehthumbs_vista.db", "icon\r", "__macosx",
-                "@eadir", "$recycle.bin", "system volume information", ".ds_store"}
-PILLOW_FORMAT = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF",
-                 "bmp": "BMP"}
-CANONICAL_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp",
-                    "AVIF": ".avif", "HEIF": ".heic"}
+SYSTEM_NAMES = {
+    "thumbs.db",
+    "desktop.ini",
+    "ehthumbs.db",
+    "ehthumbs_vista.db",
+    "icon\r",
+    "__macosx",
+    "@eadir",
+    "$recycle.bin",
+    "system volume information",
+    ".ds_store",
+}
+PILLOW_FORMAT = {
+    "png": "PNG",
+    "jpg": "JPEG",
+    "jpeg": "JPEG",
+    "webp": "WEBP",
+    "tiff": "TIFF",
+    "tif": "TIFF",
+    "bmp": "BMP",
+}
+CANONICAL_SUFFIX = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "AVIF": ".avif",
+    "HEIF": ".heic",
+}
 # Input formats whose own format is written back when --format is keep.
 KEEP_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP", "BMP", "AVIF", "HEIF"}
 SNIFF_BYTES = 32
@@ -57,7 +106,7 @@ def sniff(head: bytes) -> str | None:
     if head[4:8] == b"ftyp":
         major = head[8:12]
         size = int.from_bytes(head[:4], "big")
-        brands = {head[i:i + 4] for i in range(16, min(size, len(head)) - 3, 4)} | {major}
+        brands = {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)} | {major}
         if brands & _AVIF_BRANDS:
             return "AVIF"
         if brands & _HEIF_BRANDS:
@@ -187,8 +236,7 @@ def resolve_collisions(jobs: list[Job], folders: Iterable[str] = ()) -> list[Job
     for folded, idxs in groups.items():
         if len(idxs) == 1 and folded not in reserved:
             continue
-        keep = None if folded in reserved else next(
-            (i for i in idxs if jobs[i].rel.name == jobs[i].src.name), idxs[0])
+        keep = None if folded in reserved else next((i for i in idxs if jobs[i].rel.name == jobs[i].src.name), idxs[0])
         for i in idxs:
             if i == keep:
                 continue
@@ -232,72 +280,67 @@ def discover(input_path: Path, output_root: Path, fmt: str = "keep") -> Iterator
             job = Job(input_path, Path(output_name(input_path.name, out_format)), out_format)
         yield job
         return
-    root = input_path.resolve()
-    out_resolved = Path(output_root).resolve()
+    yield from _Walk(input_path, Path(output_root).resolve(), fmt).folder(input_path)
 
-    def walk(folder: Path) -> Iterator[Job | Skip]:
+
+class _Walk:
+    """The walk of one INPUT folder: each listing sorted, classified, its names resolved."""
+
+    def __init__(self, input_path: Path, out_resolved: Path, fmt: str):
+        self.input_path, self.root, self.out_resolved, self.fmt = input_path, input_path.resolve(), out_resolved, fmt
+
+    def folder(self, folder: Path) -> Iterator[Job | Skip]:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             yield Skip(folder, f"cannot list folder: {exc.strerror or exc}", report=True, status="error")
             return
-        jobs: list[Job] = []
-        items: list[Job | Skip | _Folder] = []
-        for e in entries:
-            p = Path(e.path)
-            if _is_hidden_or_system(e.name):
-                items.append(Skip(p, "hidden or system file"))
-                continue
-            if e.name == ASSETS_NAME and e.is_dir(follow_symlinks=False):
-                # an earlier run's report pictures, when a previous OUTPUT is the INPUT
-                items.append(Skip(p, "batchsr report assets"))
-                continue
-            try:
-                if e.is_symlink():
-                    target = Path(os.path.realpath(p))
-                    if not os.path.exists(p):
-                        items.append(Skip(p, "broken symlink or symlink loop", report=True))
-                        continue
-                    if not _inside(target, root):
-                        items.append(Skip(p, "symlink leads outside the input folder: not followed",
-                                          report=True))
-                        continue
-                    if target.is_dir():
-                        items.append(Skip(p, "folder symlink not followed", report=True))
-                        continue
-                is_dir = e.is_dir(follow_symlinks=False)
-                is_file = e.is_file()
-            except OSError as exc:
-                items.append(Skip(p, f"cannot examine: {exc.strerror or exc}", report=True, status="error"))
-                continue
-            if is_dir:
-                if p.resolve() == out_resolved:
-                    items.append(Skip(p, "the output folder"))
-                    continue
-                if os.path.lexists(p / STATE_NAME):
-                    # Its images are an earlier run's outputs: upscaling them again is never wanted.
-                    items.append(Skip(p, f"an earlier batchsr OUTPUT (holds {STATE_NAME}): not walked",
-                                      report=True))
-                    continue
-                items.append(_Folder(p))  # walked below, in sorted order
-                continue
-            if not is_file:  # a device or pipe: reading could block forever
-                items.append(Skip(p, "not a regular file", report=p.suffix.lower() in IMAGE_SUFFIXES,
-                                  status="error"))
-                continue
-            job = _make_job(p, p.relative_to(input_path), fmt)
-            if job is None:
-                items.append(Skip(p, "not an image"))
-                continue
-            jobs.append(job)
-            items.append(job)
+        items = [self.entry(e) for e in entries]
+        jobs = [i for i in items if isinstance(i, Job)]
         fixed = iter(resolve_collisions(jobs, (i.path.name for i in items if isinstance(i, _Folder))))
         for item in items:
             if isinstance(item, Job):
                 yield next(fixed)
             elif isinstance(item, _Folder):
-                yield from walk(item.path)
+                yield from self.folder(item.path)
             else:
                 yield item
 
-    yield from walk(input_path)
+    def entry(self, e: os.DirEntry) -> Job | Skip | _Folder:
+        """What one listed entry is: a job, a skip with its reason, or a folder to walk."""
+        p = Path(e.path)
+        if _is_hidden_or_system(e.name):
+            return Skip(p, "hidden or system file")
+        if e.name == ASSETS_NAME and e.is_dir(follow_symlinks=False):
+            # an earlier run's report pictures, when a previous OUTPUT is the INPUT
+            return Skip(p, "batchsr report assets")
+        try:
+            link = self.link(p) if e.is_symlink() else None
+            if link is not None:
+                return link
+            is_dir = e.is_dir(follow_symlinks=False)
+            is_file = e.is_file()
+        except OSError as exc:
+            return Skip(p, f"cannot examine: {exc.strerror or exc}", report=True, status="error")
+        if is_dir:
+            if p.resolve() == self.out_resolved:
+                return Skip(p, "the output folder")
+            if os.path.lexists(p / STATE_NAME):
+                # Its images are an earlier run's outputs: upscaling them again is never wanted.
+                return Skip(p, f"an earlier batchsr OUTPUT (holds {STATE_NAME}): not walked", report=True)
+            return _Folder(p)  # walked after its siblings, in sorted order
+        if not is_file:  # a device or pipe: reading could block forever
+            return Skip(p, "not a regular file", report=p.suffix.lower() in IMAGE_SUFFIXES, status="error")
+        job = _make_job(p, p.relative_to(self.input_path), self.fmt)
+        return job if job is not None else Skip(p, "not an image")
+
+    def link(self, p: Path) -> Skip | None:
+        """Why a symlink is not followed, or None for a link to a file inside INPUT (taken as a file)."""
+        target = Path(os.path.realpath(p))
+        if not os.path.exists(p):
+            return Skip(p, "broken symlink or symlink loop", report=True)
+        if not _inside(target, self.root):
+            return Skip(p, "symlink leads outside the input folder: not followed", report=True)
+        if target.is_dir():
+            return Skip(p, "folder symlink not followed", report=True)
+        return None

@@ -40,8 +40,7 @@ class Distributor(Protocol):
         """Apply ``fn`` to every item; yield ``(item, fn(item))`` in the items' order."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 class LocalDistributor:
@@ -57,8 +56,7 @@ class LocalDistributor:
         # A couple of items queued per worker keeps every worker busy while the
         # driver writes report rows, without decoding the whole batch ahead.
         self.window = window or 2 * self.threads
-        self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="batchsr")
-                      if self.threads > 1 else None)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="batchsr") if self.threads > 1 else None
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         if self._pool is None:

@@ -32,17 +32,28 @@ def import_onnxruntime():
         ort.disable_telemetry_events()
     return ort
 
+
 # Best first. CoreML on Apple machines, CUDA where onnxruntime-gpu is installed,
 # the CPU everywhere. Others that onnxruntime reports are used only on request.
 PREFERENCE = ("CoreMLExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-ALIASES = {"coreml": "CoreMLExecutionProvider", "cuda": "CUDAExecutionProvider",
-           "cpu": "CPUExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-           "dml": "DmlExecutionProvider", "rocm": "ROCMExecutionProvider"}
+ALIASES = {
+    "coreml": "CoreMLExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+}
 # Options for providers whose defaults do not suit us. CoreML: ML Program
 # format on all compute units (CPU, GPU, Neural Engine); our fixed tile shapes
 # keep its per-shape compilation to one or two shapes per run.
-BATCHING_PROVIDERS = {"CUDAExecutionProvider", "CoreMLExecutionProvider", "TensorrtExecutionProvider",
-                      "DmlExecutionProvider", "ROCMExecutionProvider"}
+BATCHING_PROVIDERS = {
+    "CUDAExecutionProvider",
+    "CoreMLExecutionProvider",
+    "TensorrtExecutionProvider",
+    "DmlExecutionProvider",
+    "ROCMExecutionProvider",
+}
 PROVIDER_OPTIONS = {
     "CoreMLExecutionProvider": {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"},
     # cuDNN's default EXHAUSTIVE search benchmarks every convolution algorithm for each new
@@ -50,8 +61,12 @@ PROVIDER_OPTIONS = {
     "CUDAExecutionProvider": {"cudnn_conv_algo_search": "HEURISTIC"},
 }
 # Providers that run on one of several devices, chosen by their device_id option (--device).
-DEVICE_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
-                    "DmlExecutionProvider"}
+DEVICE_PROVIDERS = {
+    "CUDAExecutionProvider",
+    "TensorrtExecutionProvider",
+    "ROCMExecutionProvider",
+    "DmlExecutionProvider",
+}
 
 
 def provider_options(provider: str, device: int | None = None) -> dict[str, str]:
@@ -111,8 +126,9 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None =
     if requested:
         missing = [p for p in requested if p not in available]
         if missing:
-            raise EngineError(f"provider {', '.join(missing)} is not available here "
-                              f"(available: {', '.join(available)})")
+            raise EngineError(
+                f"provider {', '.join(missing)} is not available here (available: {', '.join(available)})"
+            )
         return list(requested)
     chosen = [p for p in PREFERENCE if p in available]
     if "CPUExecutionProvider" not in chosen:

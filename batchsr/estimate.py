@@ -64,11 +64,106 @@ import numpy as np
 from PIL import Image
 
 # ITU-T T.81 Annex K, natural (row-major) order.
-_K1 = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-       14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-       49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
-_K2 = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-       47, 66, 99, 99, 99, 99, 99, 99) + (99,) * 32
+_K1 = (
+    16,
+    11,
+    10,
+    16,
+    24,
+    40,
+    51,
+    61,
+    12,
+    12,
+    14,
+    19,
+    26,
+    58,
+    60,
+    55,
+    14,
+    13,
+    16,
+    24,
+    40,
+    57,
+    69,
+    56,
+    14,
+    17,
+    22,
+    29,
+    51,
+    87,
+    80,
+    62,
+    18,
+    22,
+    37,
+    56,
+    68,
+    109,
+    103,
+    77,
+    24,
+    35,
+    55,
+    64,
+    81,
+    104,
+    113,
+    92,
+    49,
+    64,
+    78,
+    87,
+    103,
+    121,
+    120,
+    101,
+    72,
+    92,
+    95,
+    98,
+    112,
+    100,
+    103,
+    99,
+)
+_K2 = (
+    17,
+    18,
+    24,
+    47,
+    99,
+    99,
+    99,
+    99,
+    18,
+    21,
+    26,
+    66,
+    99,
+    99,
+    99,
+    99,
+    24,
+    26,
+    56,
+    99,
+    99,
+    99,
+    99,
+    99,
+    47,
+    66,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+) + (99,) * 32
 
 
 def _ijg_table(base, quality: int) -> np.ndarray:
@@ -155,7 +250,7 @@ class _Half:
     def __init__(self, z: np.ndarray, e: np.ndarray, rows: np.ndarray):
         self.e, self.z = e[rows], np.take(z, rows, axis=0)
         n, c = len(rows), self.CHUNK
-        zc = self.z[:n - n % c].reshape(-1, c, _D)
+        zc = self.z[: n - n % c].reshape(-1, c, _D)
         grams = np.matmul(np.ascontiguousarray(zc.transpose(0, 2, 1)), zc).astype(np.float64)
         self.prefix = np.concatenate([np.zeros((1, _D, _D)), np.cumsum(grams, axis=0)])
         self.start = max(2 * _D, int(np.ceil(_START * n)))
@@ -168,7 +263,7 @@ class _Half:
     def covariance(self, k: int) -> np.ndarray:
         """The mean outer product of the ``k`` lowest-energy patches."""
         j = k // self.CHUNK
-        rest = self.z[j * self.CHUNK:k].astype(np.float64)
+        rest = self.z[j * self.CHUNK : k].astype(np.float64)
         return (self.prefix[j] + rest.T @ rest) / k
 
 
@@ -186,9 +281,8 @@ def _tiles(y: np.ndarray) -> list[np.ndarray]:
     if h * w <= _MAX_PIXELS or h < _TILE or w < _TILE:
         return [y]
     grid = [(i, j) for i in range(0, h - _TILE + 1, _TILE) for j in range(0, w - _TILE + 1, _TILE)]
-    pick = np.random.default_rng(0).choice(len(grid), size=min(len(grid), _SAMPLE // _TILE ** 2),
-                                           replace=False)
-    return [y[grid[t][0]:grid[t][0] + _TILE, grid[t][1]:grid[t][1] + _TILE] for t in np.sort(pick)]
+    pick = np.random.default_rng(0).choice(len(grid), size=min(len(grid), _SAMPLE // _TILE**2), replace=False)
+    return [y[grid[t][0] : grid[t][0] + _TILE, grid[t][1] : grid[t][1] + _TILE] for t in np.sort(pick)]
 
 
 def noise_sigma(y: np.ndarray) -> float:
@@ -204,7 +298,7 @@ def noise_sigma(y: np.ndarray) -> float:
         raise ValueError(f"noise_sigma wants a 2-D plane, got shape {y.shape}")
     if min(y.shape) < _P:
         return float("nan")
-    z, half = (np.concatenate(p) for p in zip(*map(_patch_coefficients, _tiles(y))))
+    z, half = (np.concatenate(p) for p in zip(*map(_patch_coefficients, _tiles(y)), strict=True))
     if min(np.count_nonzero(half), np.count_nonzero(~half)) < 2 * _D:
         return float("nan")
     e = np.einsum("ij,ij->i", z, z)

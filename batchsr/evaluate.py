@@ -35,8 +35,21 @@ DEGRADATIONS = ("bicubic", "realistic")
 # Every image of a realistic set is damaged: the clean share of training pairs is a
 # training choice, and clean inputs are what the bicubic sets measure.
 REALISTIC_SETS = Realistic(bicubic_share=0.0)
-CSV_COLUMNS = ["folder", "image", "width", "height", "scale", "model", "degradation",
-               "psnr_bicubic", "ssim_bicubic", "psnr_model", "ssim_model", "cpsnr_bicubic", "cpsnr_model"]
+CSV_COLUMNS = [
+    "folder",
+    "image",
+    "width",
+    "height",
+    "scale",
+    "model",
+    "degradation",
+    "psnr_bicubic",
+    "ssim_bicubic",
+    "psnr_model",
+    "ssim_model",
+    "cpsnr_bicubic",
+    "cpsnr_model",
+]
 
 
 class EvalError(Exception):
@@ -81,8 +94,11 @@ class Quality:
 
 def score(truth_u8: np.ndarray, out_u8: np.ndarray, scale: int) -> Quality:
     """PSNR-Y, SSIM and chroma PSNR of an 8-bit RGB output under the protocol (shave ``scale``)."""
-    return Quality(metrics.psnr_y(truth_u8, out_u8, scale), metrics.ssim_y(truth_u8, out_u8, scale),
-                   metrics.psnr_cbcr(truth_u8, out_u8, scale))
+    return Quality(
+        metrics.psnr_y(truth_u8, out_u8, scale),
+        metrics.ssim_y(truth_u8, out_u8, scale),
+        metrics.psnr_cbcr(truth_u8, out_u8, scale),
+    )
 
 
 def image_seed(seed: int, scale: int, name: str) -> int:
@@ -90,8 +106,9 @@ def image_seed(seed: int, scale: int, name: str) -> int:
     return zlib.crc32(f"{seed}:{scale}:{name}".encode())
 
 
-def make_pair(truth: Image.Image, scale: int, degradation: str = "bicubic", seed: int = 0,
-              name: str = "") -> tuple[np.ndarray, np.ndarray]:
+def make_pair(
+    truth: Image.Image, scale: int, degradation: str = "bicubic", seed: int = 0, name: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     """``(ground_truth, low_res)`` as 8-bit RGB arrays: the LR every method of a comparison reads."""
     if degradation == "bicubic":
         gt, lr = degrade(truth.convert("RGB"), scale)
@@ -103,15 +120,19 @@ def make_pair(truth: Image.Image, scale: int, degradation: str = "bicubic", seed
 
 
 def ground_truths(folder: Path) -> list[Path]:
-    files = sorted(p for p in Path(folder).iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
         raise EvalError(f"no images in {folder}")
     return files
 
 
-def evaluate_image(path: Path, model: Model, tile: int | None = None, folder: str = "",
-                   degradation: str = "bicubic", seed: int = 0) -> ImageScore:
+def evaluate_image(
+    path: Path, model: Model, tile: int | None = None, folder: str = "", degradation: str = "bicubic", seed: int = 0
+) -> ImageScore:
     s = model.scale
     try:
         with Image.open(path) as im:
@@ -119,9 +140,10 @@ def evaluate_image(path: Path, model: Model, tile: int | None = None, folder: st
         bicubic = np.asarray(Image.fromarray(lr).resize((gt.shape[1], gt.shape[0]), Image.BICUBIC))
         b, m = score(gt, bicubic, s), score(gt, upscale_u8(lr, model, tile), s)
     except (OSError, ValueError) as exc:  # unreadable, corrupt, or smaller than the scale
-        raise EvalError(f"cannot evaluate {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    return ImageScore(folder, path.name, gt.shape[1], gt.shape[0],
-                      b.psnr, b.ssim, m.psnr, m.ssim, b.cpsnr, m.cpsnr)
+        raise EvalError(
+            f"cannot evaluate {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    return ImageScore(folder, path.name, gt.shape[1], gt.shape[0], b.psnr, b.ssim, m.psnr, m.ssim, b.cpsnr, m.cpsnr)
 
 
 def mean_colour(values: list[float | None]) -> tuple[float, int]:
@@ -130,8 +152,9 @@ def mean_colour(values: list[float | None]) -> tuple[float, int]:
     return (float(np.mean(finite)) if finite else math.nan), len(finite)
 
 
-def evaluate_folder(folder: Path, model: Model, tile: int | None = None, name: str = "",
-                    degradation: str = "bicubic", seed: int = 0) -> tuple[FolderScore, list[ImageScore]]:
+def evaluate_folder(
+    folder: Path, model: Model, tile: int | None = None, name: str = "", degradation: str = "bicubic", seed: int = 0
+) -> tuple[FolderScore, list[ImageScore]]:
     """Mean PSNR/SSIM over a folder (the literature's mean over images)."""
     from batchsr.tuning import single_threaded_blas
 
@@ -141,22 +164,27 @@ def evaluate_folder(folder: Path, model: Model, tile: int | None = None, name: s
     mean = lambda attr: float(np.mean([getattr(r, attr) for r in rows]))  # noqa: E731
     cb, n = mean_colour([r.cpsnr_bicubic for r in rows])
     cm, _ = mean_colour([r.cpsnr_model for r in rows])
-    return FolderScore(name, len(rows), mean("psnr_bicubic"), mean("ssim_bicubic"),
-                       mean("psnr_model"), mean("ssim_model"), cb, cm, n), rows
+    return FolderScore(
+        name, len(rows), mean("psnr_bicubic"), mean("ssim_bicubic"), mean("psnr_model"), mean("ssim_model"), cb, cm, n
+    ), rows
 
 
 def table(scores: list[FolderScore], model: Model, degradation: str = "bicubic") -> str:
     """A Markdown table, ready for models/README.md."""
-    lines = [f"model {model.label} ({model.metadata.get('arch', '?')}), {degradation} LR, PSNR-Y dB / SSIM, "
-             f"shave {model.scale}, BT.601 studio-range Y; colour: PSNR on Cb/Cr of the colour images",
-             "",
-             "| set | images | bicubic PSNR | bicubic SSIM | model PSNR | model SSIM | gain dB "
-             "| bicubic colour | model colour |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"model {model.label} ({model.metadata.get('arch', '?')}), {degradation} LR, PSNR-Y dB / SSIM, "
+        f"shave {model.scale}, BT.601 studio-range Y; colour: PSNR on Cb/Cr of the colour images",
+        "",
+        "| set | images | bicubic PSNR | bicubic SSIM | model PSNR | model SSIM | gain dB "
+        "| bicubic colour | model colour |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for s in scores:
-        lines.append(f"| {s.folder} | {s.images} | {s.psnr_bicubic:.2f} | {s.ssim_bicubic:.4f} | "
-                     f"{s.psnr_model:.2f} | {s.ssim_model:.4f} | {s.psnr_model - s.psnr_bicubic:+.2f} | "
-                     f"{s.cpsnr_bicubic:.2f} | {s.cpsnr_model:.2f} |")
+        lines.append(
+            f"| {s.folder} | {s.images} | {s.psnr_bicubic:.2f} | {s.ssim_bicubic:.4f} | "
+            f"{s.psnr_model:.2f} | {s.ssim_model:.4f} | {s.psnr_model - s.psnr_bicubic:+.2f} | "
+            f"{s.cpsnr_bicubic:.2f} | {s.cpsnr_model:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -170,7 +198,20 @@ def write_csv(path: Path, rows: list[ImageScore], model: Model, degradation: str
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for r in rows:
-            w.writerow([r.folder, r.image, r.width, r.height, model.scale, model.label, degradation,
-                        f"{r.psnr_bicubic:.4f}", f"{r.ssim_bicubic:.5f}",
-                        f"{r.psnr_model:.4f}", f"{r.ssim_model:.5f}",
-                        _f(r.cpsnr_bicubic, 4), _f(r.cpsnr_model, 4)])
+            w.writerow(
+                [
+                    r.folder,
+                    r.image,
+                    r.width,
+                    r.height,
+                    model.scale,
+                    model.label,
+                    degradation,
+                    f"{r.psnr_bicubic:.4f}",
+                    f"{r.ssim_bicubic:.5f}",
+                    f"{r.psnr_model:.4f}",
+                    f"{r.ssim_model:.5f}",
+                    _f(r.cpsnr_bicubic, 4),
+                    _f(r.cpsnr_model, 4),
+                ]
+            )

@@ -107,9 +107,18 @@ def run_stats(rows: list[Row]) -> Stats:
     models = Counter(r.model for r in rows if r.model and r.status != SKIPPED)
     providers = Counter(r.providers for r in rows if r.providers and r.status != SKIPPED)
     pixels = sum(r.width * r.height for r in rows if r.status == OK and r.width and r.height)
-    return Stats(len(rows), summary.ok, summary.skipped, summary.failed, seconds,
-                 statistics.median(ok_seconds) if ok_seconds else None, tuple(summary.gains or ()),
-                 tuple(models.most_common()), tuple(providers.most_common()), pixels)
+    return Stats(
+        len(rows),
+        summary.ok,
+        summary.skipped,
+        summary.failed,
+        seconds,
+        statistics.median(ok_seconds) if ok_seconds else None,
+        tuple(summary.gains or ()),
+        tuple(models.most_common()),
+        tuple(providers.most_common()),
+        pixels,
+    )
 
 
 _NICE_WIDTHS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
@@ -145,10 +154,12 @@ class Pick:
     why: str  # "every image", "largest gain", "smallest gain" or "random pick"
 
 
-GROUPS = (("every image", "Every ok image, largest gain first"),
-          ("largest gain", "Largest gains over bicubic"),
-          ("smallest gain", "Smallest gains (and losses)"),
-          ("random pick", "Random picks"))
+GROUPS = (
+    ("every image", "Every ok image, largest gain first"),
+    ("largest gain", "Largest gains over bicubic"),
+    ("smallest gain", "Smallest gains (and losses)"),
+    ("random pick", "Random picks"),
+)
 
 
 def _largest_first(t: tuple[float, int]) -> tuple[float, int]:
@@ -171,19 +182,22 @@ def choose_sample(rows: list[Row], n: int, seed: int = 0) -> list[Pick]:
     by_number = dict(ok)
     if len(ok) <= n:
         unmeasured = [i for i, r in ok if r.gain is None]
-        return [Pick(i, by_number[i], "every image") for _, i in sorted(measured, key=_largest_first)] + \
-               [Pick(i, by_number[i], "every image") for i in unmeasured]
+        return [Pick(i, by_number[i], "every image") for _, i in sorted(measured, key=_largest_first)] + [
+            Pick(i, by_number[i], "every image") for i in unmeasured
+        ]
     n_best = min(-(-n // 3), len(measured))
     n_worst = min(-(-(n - n_best) // 2), len(measured) - n_best)
-    best = [i for _, i in sorted(measured[len(measured) - n_best:], key=_largest_first)] if n_best else []
+    best = [i for _, i in sorted(measured[len(measured) - n_best :], key=_largest_first)] if n_best else []
     worst = [i for _, i in measured[:n_worst]]
     chosen = set(best) | set(worst)
     rest = [i for i, _ in ok if i not in chosen]
     n_random = min(n - len(chosen), len(rest))
     randoms = sorted(random.Random(seed).sample(rest, n_random))
-    return ([Pick(i, by_number[i], "largest gain") for i in best]
-            + [Pick(i, by_number[i], "smallest gain") for i in worst]
-            + [Pick(i, by_number[i], "random pick") for i in randoms])
+    return (
+        [Pick(i, by_number[i], "largest gain") for i in best]
+        + [Pick(i, by_number[i], "smallest gain") for i in worst]
+        + [Pick(i, by_number[i], "random pick") for i in randoms]
+    )
 
 
 # ---------------------------------------------------------------- finding the files
@@ -263,8 +277,9 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return images.to_pillow(pixels, 8, "PNG")
 
 
-def crop_box(width: int, height: int, size: int = CROP,
-             focus: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int, int, int]:
+def crop_box(
+    width: int, height: int, size: int = CROP, focus: tuple[float, float] = (0.5, 0.5)
+) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) region of at most ``size`` x ``size`` pixels centred on
     ``focus`` (fractions of width and height), moved inside the image."""
     cw, ch = min(size, width), min(size, height)
@@ -327,8 +342,14 @@ def _fmt_db(v: float | None) -> str:
     return "identical (∞ dB)" if math.isinf(v) else f"{v:.2f} dB"
 
 
-def draw_figure(pick: Pick, number: int, output: Path | None, folder: Path, crop: int = CROP,
-                focus: tuple[float, float] = (0.5, 0.5)) -> Figure:
+def draw_figure(
+    pick: Pick,
+    number: int,
+    output: Path | None,
+    folder: Path,
+    crop: int = CROP,
+    focus: tuple[float, float] = (0.5, 0.5),
+) -> Figure:
     """Write the figure's pictures into ``folder`` as ``fNNN-*.png``: the whole output with the
     region outlined, the region of the input, of the input upscaled by bicubic and of the output.
 
@@ -343,8 +364,10 @@ def draw_figure(pick: Pick, number: int, output: Path | None, folder: Path, crop
         if src is not None and src.is_file():
             lr = _open_upright(src)
         else:
-            fig.notes.append("the input is not where the CSV says (paths are relative to the folder "
-                             "the run started in), so the input and bicubic panels are missing")
+            fig.notes.append(
+                "the input is not where the CSV says (paths are relative to the folder "
+                "the run started in), so the input and bicubic panels are missing"
+            )
         if fig.output is not None:
             out = _open_upright(fig.output)
         else:
@@ -369,25 +392,38 @@ def draw_figure(pick: Pick, number: int, output: Path | None, folder: Path, crop
         whole = out if out is not None else lr
         wbox = hr_box if out is not None else box
         t = _thumbnail(whole, wbox)
-        save(t, "whole", f"{name}: the whole {'output' if out is not None else 'input'} image, "
-             f"{whole.width}×{whole.height}, with the zoomed region outlined",
-             f"whole {'output' if out is not None else 'input'}, {whole.width}×{whole.height}",
-             "JPEG" if t.mode == "RGB" else "PNG")
+        save(
+            t,
+            "whole",
+            f"{name}: the whole {'output' if out is not None else 'input'} image, "
+            f"{whole.width}×{whole.height}, with the zoomed region outlined",
+            f"whole {'output' if out is not None else 'input'}, {whole.width}×{whole.height}",
+            "JPEG" if t.mode == "RGB" else "PNG",
+        )
         if lr is not None:
-            save(_zoom(_to_8bit(lr.crop(box)), z_in), "input",
-                 f"{name}: input, {where}, each pixel enlarged {z_in} times",
-                 f"input {lw}×{lh}: {where}, shown {z_in}×")
-            save(_zoom(bicubic_region(lr, box, s), z_out), "bicubic",
-                 f"{name}: the same region upscaled {s} times by bicubic, enlarged {z_out} times",
-                 f"bicubic ×{s}: {_fmt_db(row.psnr_bicubic)}")
+            save(
+                _zoom(_to_8bit(lr.crop(box)), z_in),
+                "input",
+                f"{name}: input, {where}, each pixel enlarged {z_in} times",
+                f"input {lw}×{lh}: {where}, shown {z_in}×",
+            )
+            save(
+                _zoom(bicubic_region(lr, box, s), z_out),
+                "bicubic",
+                f"{name}: the same region upscaled {s} times by bicubic, enlarged {z_out} times",
+                f"bicubic ×{s}: {_fmt_db(row.psnr_bicubic)}",
+            )
         if out is not None:
             if (out.width, out.height) != (lw * s, lh * s):
                 fig.notes.append(f"the output is {out.width}×{out.height}, not {lw * s}×{lh * s}")
             gain = row.gain
             g = f", {gain:+.2f} dB" if gain is not None else ""
-            save(_zoom(_to_8bit(out.crop(hr_box)), z_out), "batchsr",
-                 f"{name}: the same region upscaled {s} times by batchsr, enlarged {z_out} times",
-                 f"batchsr ×{s}: {_fmt_db(row.psnr_model)}{g}")
+            save(
+                _zoom(_to_8bit(out.crop(hr_box)), z_out),
+                "batchsr",
+                f"{name}: the same region upscaled {s} times by batchsr, enlarged {z_out} times",
+                f"batchsr ×{s}: {_fmt_db(row.psnr_model)}{g}",
+            )
     except Exception as exc:  # one unreadable file must not cost the whole page
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         fig.notes.append(f"could not draw this image: {msg}")
@@ -476,41 +512,49 @@ def _fmt(v: float | None, spec: str, unit: str = "") -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<meta name=\"generator\" content=\"batchsr\"><title>{esc(title)}</title>"
-            f"<style>{_CSS}</style></head>\n<body>\n{body}\n<script>{_JS}</script>\n</body></html>\n")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="generator" content="batchsr"><title>{esc(title)}</title>'
+        f"<style>{_CSS}</style></head>\n<body>\n{body}\n<script>{_JS}</script>\n</body></html>\n"
+    )
 
 
 def _summary_html(st: Stats) -> str:
-    cards = [("images", "rows-count", str(st.rows)), ("ok", "ok-count", str(st.ok)),
-             ("skipped", "skipped-count", str(st.skipped)), ("failed", "failed-count", str(st.failed)),
-             ("processing time", "total-seconds", f"{st.seconds:.1f} s"),
-             ("per image (mean)", "mean-seconds", _fmt(st.mean_seconds, ".2f", " s")),
-             ("per image (median)", "median-seconds", _fmt(st.median_seconds, ".2f", " s")),
-             ("throughput", "throughput", _fmt(st.images_per_second, ".2f", " images/s")),
-             ("input megapixels/s", "megapixels", _fmt(st.megapixels_per_second, ".2f")),
-             ("mean PSNR gain", "mean-gain", _fmt(st.mean_gain, "+.2f", " dB"))]
-    dl = "".join(f"<div><dt>{esc(k)}</dt><dd id=\"{i}\">{esc(v)}</dd></div>" for k, i, v in cards)
+    cards = [
+        ("images", "rows-count", str(st.rows)),
+        ("ok", "ok-count", str(st.ok)),
+        ("skipped", "skipped-count", str(st.skipped)),
+        ("failed", "failed-count", str(st.failed)),
+        ("processing time", "total-seconds", f"{st.seconds:.1f} s"),
+        ("per image (mean)", "mean-seconds", _fmt(st.mean_seconds, ".2f", " s")),
+        ("per image (median)", "median-seconds", _fmt(st.median_seconds, ".2f", " s")),
+        ("throughput", "throughput", _fmt(st.images_per_second, ".2f", " images/s")),
+        ("input megapixels/s", "megapixels", _fmt(st.megapixels_per_second, ".2f")),
+        ("mean PSNR gain", "mean-gain", _fmt(st.mean_gain, "+.2f", " dB")),
+    ]
+    dl = "".join(f'<div><dt>{esc(k)}</dt><dd id="{i}">{esc(v)}</dd></div>' for k, i, v in cards)
     models = ", ".join(f"{esc(m)} ({n})" if len(st.models) > 1 else esc(m) for m, n in st.models) or "–"
-    providers = ", ".join(f"{esc(p)} ({n})" if len(st.providers) > 1 else esc(p)
-                          for p, n in st.providers) or "–"
-    return (f"<dl class=\"cards\">{dl}</dl>\n"
-            f"<p>Model: <strong id=\"model\">{models}</strong>; providers: <span id=\"providers\">"
-            f"{providers}</span>. Times are the sums of the per-image times in the CSV "
-            f"(throughput counts ok and failed images).</p>")
+    providers = ", ".join(f"{esc(p)} ({n})" if len(st.providers) > 1 else esc(p) for p, n in st.providers) or "–"
+    return (
+        f'<dl class="cards">{dl}</dl>\n'
+        f'<p>Model: <strong id="model">{models}</strong>; providers: <span id="providers">'
+        f"{providers}</span>. Times are the sums of the per-image times in the CSV "
+        f"(throughput counts ok and failed images).</p>"
+    )
 
 
 def _gain_html(st: Stats) -> str:
     if not st.gains:
-        return ("<p>No PSNR was measured (the run used --no-psnr, or every image was too small "
-                "for the experiment).</p>")
+        return "<p>No PSNR was measured (the run used --no-psnr, or every image was too small for the experiment).</p>"
     g = sorted(st.gains)
     worse = sum(1 for v in g if v < 0)
-    text = (f"<p>Over {len(g)} of {st.ok} ok images: mean <strong>{st.mean_gain:+.2f} dB</strong>, "
-            f"median {statistics.median(g):+.2f} dB, from {g[0]:+.2f} to {g[-1]:+.2f} dB; "
-            f"<span class=\"{'bad' if worse else 'good'}\" id=\"worse-count\">{worse}</span> "
-            f"{'image' if worse == 1 else 'images'} worse than bicubic.</p>\n")
+    text = (
+        f"<p>Over {len(g)} of {st.ok} ok images: mean <strong>{st.mean_gain:+.2f} dB</strong>, "
+        f"median {statistics.median(g):+.2f} dB, from {g[0]:+.2f} to {g[-1]:+.2f} dB; "
+        f'<span class="{"bad" if worse else "good"}" id="worse-count">{worse}</span> '
+        f"{'image' if worse == 1 else 'images'} worse than bicubic.</p>\n"
+    )
     bins = histogram(g)
     w, h, left, bottom, top = 640, 170, 40, 34, 12
     plot_w, plot_h = w - left - 10, h - bottom - top
@@ -518,61 +562,80 @@ def _gain_html(st: Stats) -> str:
     bw = plot_w / len(bins)
     lo, hi = bins[0][0], bins[-1][1]
     x_of = lambda v: left + (v - lo) / (hi - lo) * plot_w  # noqa: E731
-    parts = [f"<line x1=\"{left}\" y1=\"{top + plot_h}\" x2=\"{left + plot_w}\" y2=\"{top + plot_h}\" "
-             f"stroke=\"#333\"/>",
-             f"<text x=\"{left - 4}\" y=\"{top + 9}\" text-anchor=\"end\">{peak}</text>",
-             f"<text x=\"{left - 4}\" y=\"{top + plot_h}\" text-anchor=\"end\">0</text>"]
+    parts = [
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>',
+        f'<text x="{left - 4}" y="{top + 9}" text-anchor="end">{peak}</text>',
+        f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>',
+    ]
     for i, (a, b, c) in enumerate(bins):
         bh = c / peak * plot_h
         colour = "#b3261e" if b <= 0 else "#3b6ea8"
-        parts.append(f"<rect x=\"{left + i * bw + 1:.1f}\" y=\"{top + plot_h - bh:.1f}\" "
-                     f"width=\"{max(bw - 2, 1):.1f}\" height=\"{bh:.1f}\" fill=\"{colour}\">"
-                     f"<title>{a:+.2f} to {b:+.2f} dB: {c} {'image' if c == 1 else 'images'}</title></rect>")
+        parts.append(
+            f'<rect x="{left + i * bw + 1:.1f}" y="{top + plot_h - bh:.1f}" '
+            f'width="{max(bw - 2, 1):.1f}" height="{bh:.1f}" fill="{colour}">'
+            f"<title>{a:+.2f} to {b:+.2f} dB: {c} {'image' if c == 1 else 'images'}</title></rect>"
+        )
     step = max(1, math.ceil(len(bins) / 8))
     for i in range(0, len(bins) + 1, step):
         v = lo + (hi - lo) * i / len(bins)
-        parts.append(f"<text x=\"{x_of(v):.1f}\" y=\"{top + plot_h + 14}\" text-anchor=\"middle\">{v:+.2f}</text>")
+        parts.append(f'<text x="{x_of(v):.1f}" y="{top + plot_h + 14}" text-anchor="middle">{v:+.2f}</text>')
     if lo < 0 < hi:
-        parts.append(f"<line x1=\"{x_of(0):.1f}\" y1=\"{top}\" x2=\"{x_of(0):.1f}\" y2=\"{top + plot_h}\" "
-                     f"stroke=\"#000\" stroke-width=\"1.5\"/>")
+        parts.append(
+            f'<line x1="{x_of(0):.1f}" y1="{top}" x2="{x_of(0):.1f}" y2="{top + plot_h}" '
+            f'stroke="#000" stroke-width="1.5"/>'
+        )
     m = x_of(st.mean_gain)
-    parts.append(f"<line x1=\"{m:.1f}\" y1=\"{top}\" x2=\"{m:.1f}\" y2=\"{top + plot_h}\" stroke=\"#1b6b35\" "
-                 f"stroke-dasharray=\"4 3\" stroke-width=\"2\"/>")
-    parts.append(f"<text x=\"{left + plot_w / 2:.0f}\" y=\"{h - 4}\" text-anchor=\"middle\">PSNR gain over "
-                 f"bicubic, dB (dashed: mean)</text>")
-    svg = (f"<svg class=\"hist\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"hist-t hist-d\">"
-           f"<title id=\"hist-t\">Histogram of the PSNR gain over bicubic</title>"
-           f"<desc id=\"hist-d\">{len(g)} images in {len(bins)} bins from {lo:+.2f} to {hi:+.2f} dB; "
-           f"mean {st.mean_gain:+.2f} dB.</desc>{''.join(parts)}</svg>")
-    rows = "".join(f"<tr><td class=\"n\">{a:+.2f} to {b:+.2f}</td><td class=\"n\">{c}</td></tr>"
-                   for a, b, c in bins)
-    return (text + svg + "\n<details><summary>The histogram as a table</summary><table><thead><tr>"
-            "<th class=\"n\">gain, dB</th><th class=\"n\">images</th></tr></thead><tbody>"
-            f"{rows}</tbody></table></details>\n"
-            "<p class=\"muted\">The gain is the run's own check: each image was shrunk by the scale, "
-            "restored by bicubic and by the model, and both compared with it (PSNR on Y).</p>")
+    parts.append(
+        f'<line x1="{m:.1f}" y1="{top}" x2="{m:.1f}" y2="{top + plot_h}" stroke="#1b6b35" '
+        f'stroke-dasharray="4 3" stroke-width="2"/>'
+    )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.0f}" y="{h - 4}" text-anchor="middle">PSNR gain over '
+        f"bicubic, dB (dashed: mean)</text>"
+    )
+    svg = (
+        f'<svg class="hist" viewBox="0 0 {w} {h}" role="img" aria-labelledby="hist-t hist-d">'
+        f'<title id="hist-t">Histogram of the PSNR gain over bicubic</title>'
+        f'<desc id="hist-d">{len(g)} images in {len(bins)} bins from {lo:+.2f} to {hi:+.2f} dB; '
+        f"mean {st.mean_gain:+.2f} dB.</desc>{''.join(parts)}</svg>"
+    )
+    rows = "".join(f'<tr><td class="n">{a:+.2f} to {b:+.2f}</td><td class="n">{c}</td></tr>' for a, b, c in bins)
+    return (
+        text + svg + "\n<details><summary>The histogram as a table</summary><table><thead><tr>"
+        '<th class="n">gain, dB</th><th class="n">images</th></tr></thead><tbody>'
+        f"{rows}</tbody></table></details>\n"
+        '<p class="muted">The gain is the run\'s own check: each image was shrunk by the scale, '
+        "restored by bicubic and by the model, and both compared with it (PSNR on Y).</p>"
+    )
 
 
 def _failures_html(rows: list[Row]) -> str:
     failed = [(i + 1, r) for i, r in enumerate(rows) if r.status not in (OK, SKIPPED)]
     if not failed:
         return "<p>None: every image was upscaled or skipped.</p>"
-    body = "".join(f"<tr><td class=\"n\">{i}</td><td class=\"name\">{esc(r.input)}</td>"
-                   f"<td>{esc(r.error or r.status)}</td></tr>" for i, r in failed)
-    return ("<div class=\"wrap\"><table id=\"failures-table\" data-sortable><thead><tr><th class=\"n\">#</th>"
-            f"<th>input</th><th>reason</th></tr></thead><tbody>{body}</tbody></table></div>")
+    body = "".join(
+        f'<tr><td class="n">{i}</td><td class="name">{esc(r.input)}</td><td>{esc(r.error or r.status)}</td></tr>'
+        for i, r in failed
+    )
+    return (
+        '<div class="wrap"><table id="failures-table" data-sortable><thead><tr><th class="n">#</th>'
+        f"<th>input</th><th>reason</th></tr></thead><tbody>{body}</tbody></table></div>"
+    )
 
 
-_WHOLE = " class=\"whole\""  # the thumbnail is scaled smoothly, the crops pixelated
+_WHOLE = ' class="whole"'  # the thumbnail is scaled smoothly, the crops pixelated
 
 
 def _figures_html(figures: list[Figure], st: Stats, asset_url: str, page_dir: Path) -> str:
     if not figures:
         return "<p>No images to show (no ok images, or a sample of 0).</p>"
-    out = [f"<p>{len(figures)} of {st.ok} ok images: the same region of the input, of the input "
-           "upscaled by bicubic and of batchsr's output, enlarged with nearest neighbour so that "
-           "every pixel shows. The PSNR in the captions is the run's check described above."
-           + (" Failures have no pictures; they are listed above." if st.failed else "") + "</p>"]
+    out = [
+        f"<p>{len(figures)} of {st.ok} ok images: the same region of the input, of the input "
+        "upscaled by bicubic and of batchsr's output, enlarged with nearest neighbour so that "
+        "every pixel shows. The PSNR in the captions is the run's check described above."
+        + (" Failures have no pictures; they are listed above." if st.failed else "")
+        + "</p>"
+    ]
     n = 0
     for why, heading in GROUPS:
         group = [f for f in figures if f.pick.why == why]
@@ -583,40 +646,44 @@ def _figures_html(figures: list[Figure], st: Stats, asset_url: str, page_dir: Pa
             n += 1
             r = f.pick.row
             gain = r.gain
-            badge = (f" <span class=\"{'bad' if gain < 0 else 'good'}\">{gain:+.2f} dB</span>"
-                     if gain is not None else "")
-            link = (f" <a href=\"{esc(_href(f.output, page_dir))}\">full output</a>"
-                    if f.output is not None else "")
+            badge = f' <span class="{"bad" if gain < 0 else "good"}">{gain:+.2f} dB</span>' if gain is not None else ""
+            link = f' <a href="{esc(_href(f.output, page_dir))}">full output</a>' if f.output is not None else ""
             why = "" if f.pick.why == "every image" else f", {esc(f.pick.why)}"
-            lazy = "" if n <= EAGER_FIGURES else " loading=\"lazy\""
+            lazy = "" if n <= EAGER_FIGURES else ' loading="lazy"'
             panels = "".join(
-                f"<figure><img src=\"{esc(asset_url + p.file)}\" alt=\"{esc(p.alt)}\" width=\"{p.width}\" "
-                f"height=\"{p.height}\"{lazy} decoding=\"async\"{_WHOLE if '-whole.' in p.file else ''}>"
-                f"<figcaption>{esc(p.caption)}</figcaption></figure>" for p in f.panels)
-            notes = "".join(f"<p class=\"muted\">{esc(t)}</p>" for t in f.notes)
-            out.append(f"<figure class=\"pair\" id=\"fig-{n}\"><figcaption><h4>{esc(r.input)}</h4>"
-                       f"<span class=\"muted\">CSV row {f.pick.number}{why}</span>{badge}{link}"
-                       f"</figcaption><div class=\"panels\">{panels}</div>{notes}</figure>")
+                f'<figure><img src="{esc(asset_url + p.file)}" alt="{esc(p.alt)}" width="{p.width}" '
+                f'height="{p.height}"{lazy} decoding="async"{_WHOLE if "-whole." in p.file else ""}>'
+                f"<figcaption>{esc(p.caption)}</figcaption></figure>"
+                for p in f.panels
+            )
+            notes = "".join(f'<p class="muted">{esc(t)}</p>' for t in f.notes)
+            out.append(
+                f'<figure class="pair" id="fig-{n}"><figcaption><h4>{esc(r.input)}</h4>'
+                f'<span class="muted">CSV row {f.pick.number}{why}</span>{badge}{link}'
+                f'</figcaption><div class="panels">{panels}</div>{notes}</figure>'
+            )
     return "\n".join(out)
 
 
-_TABLE_HEAD = ("<thead><tr><th class=\"n\">#</th><th>input</th><th>status</th><th class=\"n\">size</th>"
-               "<th class=\"n\">output size</th><th class=\"n\">seconds</th><th class=\"n\">bicubic dB</th>"
-               "<th class=\"n\">batchsr dB</th><th class=\"n\">gain dB</th><th>error or notes</th></tr></thead>")
+_TABLE_HEAD = (
+    '<thead><tr><th class="n">#</th><th>input</th><th>status</th><th class="n">size</th>'
+    '<th class="n">output size</th><th class="n">seconds</th><th class="n">bicubic dB</th>'
+    '<th class="n">batchsr dB</th><th class="n">gain dB</th><th>error or notes</th></tr></thead>'
+)
 
 
 def _num_cell(v: float | None, spec: str, cls: str = "n") -> str:
     if v is None:
-        return f"<td class=\"{cls}\"></td>"
+        return f'<td class="{cls}"></td>'
     if math.isinf(v):
-        return f"<td class=\"{cls}\" data-v=\"Infinity\">∞</td>"
-    return f"<td class=\"{cls}\">{v:{spec}}</td>"
+        return f'<td class="{cls}" data-v="Infinity">∞</td>'
+    return f'<td class="{cls}">{v:{spec}}</td>'
 
 
 def _size_cell(w: int | None, h: int | None) -> str:
     if not w or not h:
-        return "<td class=\"n\"></td>"
-    return f"<td class=\"n\" data-v=\"{w * h}\">{w}×{h}</td>"
+        return '<td class="n"></td>'
+    return f'<td class="n" data-v="{w * h}">{w}×{h}</td>'
 
 
 def _table_html(numbered: list[tuple[int, Row]], outputs: OutputMap, page_dir: Path) -> str:
@@ -625,17 +692,22 @@ def _table_html(numbered: list[tuple[int, Row]], outputs: OutputMap, page_dir: P
         target = outputs(r.output) if r.status == OK else None
         name = esc(r.input)
         if target is not None:
-            name = f"<a href=\"{esc(_href(target, page_dir))}\">{name}</a>"
-        status = esc(r.status) if r.status in (OK, SKIPPED) else f"<span class=\"bad\">{esc(r.status)}</span>"
+            name = f'<a href="{esc(_href(target, page_dir))}">{name}</a>'
+        status = esc(r.status) if r.status in (OK, SKIPPED) else f'<span class="bad">{esc(r.status)}</span>'
         gain = r.gain
-        lines.append(f"<tr><td class=\"n\">{i}</td><td class=\"name\">{name}</td><td>{status}</td>"
-                     f"{_size_cell(r.width, r.height)}{_size_cell(r.out_width, r.out_height)}"
-                     f"{_num_cell(r.seconds, '.3f')}{_num_cell(r.psnr_bicubic, '.2f')}"
-                     f"{_num_cell(r.psnr_model, '.2f')}"
-                     f"{_num_cell(gain, '+.2f', 'n bad' if gain is not None and gain < 0 else 'n')}"
-                     f"<td>{esc(r.error or r.notes)}</td></tr>")
-    return (f"<div class=\"wrap\"><table class=\"all\" data-sortable>{_TABLE_HEAD}<tbody>\n"
-            + "\n".join(lines) + "\n</tbody></table></div>")
+        lines.append(
+            f'<tr><td class="n">{i}</td><td class="name">{name}</td><td>{status}</td>'
+            f"{_size_cell(r.width, r.height)}{_size_cell(r.out_width, r.out_height)}"
+            f"{_num_cell(r.seconds, '.3f')}{_num_cell(r.psnr_bicubic, '.2f')}"
+            f"{_num_cell(r.psnr_model, '.2f')}"
+            f"{_num_cell(gain, '+.2f', 'n bad' if gain is not None and gain < 0 else 'n')}"
+            f"<td>{esc(r.error or r.notes)}</td></tr>"
+        )
+    return (
+        f'<div class="wrap"><table class="all" data-sortable>{_TABLE_HEAD}<tbody>\n'
+        + "\n".join(lines)
+        + "\n</tbody></table></div>"
+    )
 
 
 def _page_name(k: int) -> str:
@@ -648,13 +720,16 @@ def _pages_nav(k: int, count: int, total: int, here: str) -> str:
     for j in range(1, count + 1):
         a, b = (j - 1) * PAGE_ROWS + 1, min(j * PAGE_ROWS, total)
         label = f"rows {a}–{b}"
-        items.append(f"<li aria-current=\"page\"><strong>{label}</strong></li>" if j == k
-                     else f"<li><a href=\"{here}{_page_name(j)}\">{label}</a></li>")
-    return f"<nav class=\"pages\" aria-label=\"table pages\"><ol>{''.join(items)}</ol></nav>"
+        items.append(
+            f'<li aria-current="page"><strong>{label}</strong></li>'
+            if j == k
+            else f'<li><a href="{here}{_page_name(j)}">{label}</a></li>'
+        )
+    return f'<nav class="pages" aria-label="table pages"><ol>{"".join(items)}</ol></nav>'
 
 
 def _csv_link(csv_path: Path, page_dir: Path) -> str:
-    return f"<a href=\"{esc(_href(csv_path, page_dir))}\">{esc(csv_path.name)}</a>"
+    return f'<a href="{esc(_href(csv_path, page_dir))}">{esc(csv_path.name)}</a>'
 
 
 # ---------------------------------------------------------------- building
@@ -677,25 +752,29 @@ def _remove_old_builds(assets: Path, keep: str) -> None:
             shutil.rmtree(e.path, ignore_errors=True)
 
 
-def _main_page(root: Path, csv_path: Path, rows: list[Row], st: Stats, figures: list[Figure],
-               asset_url: str, table: str) -> str:
-    body = (f"<header><h1>batchsr report</h1><p class=\"muted\">{esc(root.resolve())}: "
-            f"built {time.strftime('%Y-%m-%d %H:%M')} from {_csv_link(csv_path, root)}.</p></header>\n"
-            f"<p id=\"broken\" class=\"banner\" hidden><span></span> pictures did not load: keep the "
-            f"{esc(ASSETS_NAME)} folder next to this page.</p>\n<main>\n"
-            f"<section aria-labelledby=\"h-summary\"><h2 id=\"h-summary\">Summary</h2>\n"
-            f"{_summary_html(st)}\n<h3>PSNR gain over bicubic</h3>\n{_gain_html(st)}</section>\n"
-            f"<section aria-labelledby=\"h-failures\"><h2 id=\"h-failures\">Failures ({st.failed})</h2>\n"
-            f"{_failures_html(rows)}</section>\n"
-            f"<section id=\"figures\" aria-labelledby=\"h-figures\"><h2 id=\"h-figures\">Before and after"
-            f"</h2>\n{_figures_html(figures, st, asset_url, root)}</section>\n"
-            f"<section id=\"table\" aria-labelledby=\"h-table\"><h2 id=\"h-table\">All images</h2>\n"
-            f"<p>The full report: {_csv_link(csv_path, root)}.</p>\n{table}</section>\n</main>")
+def _main_page(
+    root: Path, csv_path: Path, rows: list[Row], st: Stats, figures: list[Figure], asset_url: str, table: str
+) -> str:
+    body = (
+        f'<header><h1>batchsr report</h1><p class="muted">{esc(root.resolve())}: '
+        f"built {time.strftime('%Y-%m-%d %H:%M')} from {_csv_link(csv_path, root)}.</p></header>\n"
+        f'<p id="broken" class="banner" hidden><span></span> pictures did not load: keep the '
+        f"{esc(ASSETS_NAME)} folder next to this page.</p>\n<main>\n"
+        f'<section aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2>\n'
+        f"{_summary_html(st)}\n<h3>PSNR gain over bicubic</h3>\n{_gain_html(st)}</section>\n"
+        f'<section aria-labelledby="h-failures"><h2 id="h-failures">Failures ({st.failed})</h2>\n'
+        f"{_failures_html(rows)}</section>\n"
+        f'<section id="figures" aria-labelledby="h-figures"><h2 id="h-figures">Before and after'
+        f"</h2>\n{_figures_html(figures, st, asset_url, root)}</section>\n"
+        f'<section id="table" aria-labelledby="h-table"><h2 id="h-table">All images</h2>\n'
+        f"<p>The full report: {_csv_link(csv_path, root)}.</p>\n{table}</section>\n</main>"
+    )
     return _page(f"batchsr report: {root.resolve().name}", body)
 
 
-def _table_section(root: Path, rows: list[Row], outputs: OutputMap, folder: Path, build_dir: Path,
-                   asset_url: str) -> str:
+def _table_section(
+    root: Path, rows: list[Row], outputs: OutputMap, folder: Path, build_dir: Path, asset_url: str
+) -> str:
     """The table for the main page: the rows themselves when they fit one page, else links to
     pages of :data:`PAGE_ROWS` rows written into ``folder`` (to be read from ``build_dir``)."""
     numbered = [(i + 1, r) for i, r in enumerate(rows)]
@@ -704,20 +783,29 @@ def _table_section(root: Path, rows: list[Row], outputs: OutputMap, folder: Path
         return _table_html(numbered, outputs, root)
     back = _href(root / HTML_NAME, build_dir)
     for k in range(1, pages + 1):
-        chunk = numbered[(k - 1) * PAGE_ROWS:k * PAGE_ROWS]
+        chunk = numbered[(k - 1) * PAGE_ROWS : k * PAGE_ROWS]
         nav = _pages_nav(k, pages, len(rows), "")
-        body = (f"<header><p><a href=\"{esc(back)}\">← the report</a></p>"
-                f"<h1>All images, page {k} of {pages}</h1></header>\n"
-                f"<main>{nav}{_table_html(chunk, outputs, build_dir)}{nav}</main>")
-        (folder / _page_name(k)).write_text(_page(f"batchsr report, page {k} of {pages}", body),
-                                            encoding="utf-8")
-    return (f"<p>{len(rows)} rows in {pages} pages of {PAGE_ROWS} (with JavaScript, a click on a column "
-            f"heading sorts the page by it).</p>" + _pages_nav(0, pages, len(rows), asset_url))
+        body = (
+            f'<header><p><a href="{esc(back)}">← the report</a></p>'
+            f"<h1>All images, page {k} of {pages}</h1></header>\n"
+            f"<main>{nav}{_table_html(chunk, outputs, build_dir)}{nav}</main>"
+        )
+        (folder / _page_name(k)).write_text(_page(f"batchsr report, page {k} of {pages}", body), encoding="utf-8")
+    return (
+        f"<p>{len(rows)} rows in {pages} pages of {PAGE_ROWS} (with JavaScript, a click on a column "
+        f"heading sorts the page by it).</p>" + _pages_nav(0, pages, len(rows), asset_url)
+    )
 
 
-def build(output: str | os.PathLike, csv_path: str | os.PathLike | None = None,
-          sample: int = DEFAULT_HTML_SAMPLE, *, crop: int = CROP,
-          focus: tuple[float, float] = (0.5, 0.5), seed: int = 0) -> Path:
+def build(
+    output: str | os.PathLike,
+    csv_path: str | os.PathLike | None = None,
+    sample: int = DEFAULT_HTML_SAMPLE,
+    *,
+    crop: int = CROP,
+    focus: tuple[float, float] = (0.5, 0.5),
+    seed: int = 0,
+) -> Path:
     """Write ``OUTPUT/batchsr-report.html`` (and its assets folder) from the CSV report.
 
     ``csv_path`` defaults to ``OUTPUT/batchsr-report.csv``. ``sample`` bounds
@@ -751,8 +839,10 @@ def build(output: str | os.PathLike, csv_path: str | os.PathLike | None = None,
     tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=assets))
     try:
         os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the page is for everyone
-        figures = [draw_figure(p, n + 1, outputs(p.row.output), tmp, crop, focus)
-                   for n, p in enumerate(choose_sample(rows, sample, seed))]
+        figures = [
+            draw_figure(p, n + 1, outputs(p.row.output), tmp, crop, focus)
+            for n, p in enumerate(choose_sample(rows, sample, seed))
+        ]
         table = _table_section(root, rows, outputs, tmp, assets / build_id, asset_url)
         text = _main_page(root, csv_path, rows, st, figures, asset_url, table)
         os.replace(tmp, assets / build_id)
@@ -763,8 +853,6 @@ def build(output: str | os.PathLike, csv_path: str | os.PathLike | None = None,
     _write_text_atomic(page, text)
     _remove_old_builds(assets, build_id)
     return page
-
-
 
 
 __all__ = ["ReportError", "build", "choose_sample", "crop_box", "histogram", "run_stats", "esc"]

@@ -61,8 +61,6 @@ def deflate_compress(data: bytes, level: int) -> bytes:
     return _isal.compress(data, level) if _fast(level) else zlib.compress(data, level)
 
 
-
-
 ORIENTATION = 0x0112
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
 PIXEL_X_DIMENSION, PIXEL_Y_DIMENSION = 0xA002, 0xA003
@@ -78,11 +76,55 @@ METADATA_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP", "AVIF", "HEIF"}
 # input Pillow's getexif() returns the whole first IFD, and carrying these to
 # another file would describe pixels that are not there (a CMYK photometric
 # on an RGB output, strip offsets into nothing); each writer sets its own.
-STRUCTURE_TAGS = frozenset({
-    254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 282, 283, 284, 290,
-    291, 296, 297, 317, 318, 319, 320, 321, 322, 323, 324, 325, 330, 332, 338, 339, 340, 341, 347,
-    513, 514, 529, 530, 531, 532, 34675,
-})
+STRUCTURE_TAGS = frozenset(
+    {
+        254,
+        255,
+        256,
+        257,
+        258,
+        259,
+        262,
+        263,
+        266,
+        273,
+        277,
+        278,
+        279,
+        280,
+        281,
+        282,
+        283,
+        284,
+        290,
+        291,
+        296,
+        297,
+        317,
+        318,
+        319,
+        320,
+        321,
+        322,
+        323,
+        324,
+        325,
+        330,
+        332,
+        338,
+        339,
+        340,
+        341,
+        347,
+        513,
+        514,
+        529,
+        530,
+        531,
+        532,
+        34675,
+    }
+)
 
 # 16-bit colour layouts Pillow decodes to 8-bit RGB/RGBA, and the rawmode that
 # unpacks the other byte of each sample ("N" is the machine's byte order).
@@ -172,14 +214,21 @@ def cmyk_to_rgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> tuple[I
         try:
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             dst = ImageCms.createProfile("sRGB")
-            rgb = ImageCms.profileToProfile(im, src, dst, outputMode="RGB",
-                                            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-                                            flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
+            rgb = ImageCms.profileToProfile(
+                im,
+                src,
+                dst,
+                outputMode="RGB",
+                renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
+            )
             notes.append("CMYK converted to sRGB through its embedded ICC profile")
             return rgb, srgb_profile()
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
-            notes.append(f"CMYK ICC profile unusable ({str(exc).splitlines()[0] if str(exc) else 'invalid'}); "
-                         "converted to RGB without it")
+            notes.append(
+                f"CMYK ICC profile unusable ({str(exc).splitlines()[0] if str(exc) else 'invalid'}); "
+                "converted to RGB without it"
+            )
     else:
         notes.append("CMYK without an ICC profile converted to RGB by the plain formula")
     return im.convert("RGB"), None
@@ -241,8 +290,10 @@ def _deep_rawmodes(im: Image.Image) -> set[str] | None:
         return None
     if raws <= set(_OTHER_BYTE) or raws == {_LA16}:
         return raws
-    raise ImageError(f"16-bit layout {', '.join(sorted(raws))} of this {im.format} cannot be read at "
-                     "full precision; convert it to 16-bit RGB TIFF or PNG")
+    raise ImageError(
+        f"16-bit layout {', '.join(sorted(raws))} of this {im.format} cannot be read at "
+        "full precision; convert it to 16-bit RGB TIFF or PNG"
+    )
 
 
 def _retiled(path: Path, rawmode_for: Callable[[str], str]) -> Image.Image:
@@ -261,8 +312,7 @@ def _retiled(path: Path, rawmode_for: Callable[[str], str]) -> Image.Image:
     return im
 
 
-def _decode_deep(path: Path, raws: set[str], high: Image.Image,
-                 method: Image.Transpose | None) -> np.ndarray:
+def _decode_deep(path: Path, raws: set[str], high: Image.Image, method: Image.Transpose | None) -> np.ndarray:
     """Full-precision uint16 (H, W, C) pixels of a 16-bit colour file, upright.
 
     ``high`` is Pillow's normal (high-byte) decode of the same file, already
@@ -282,9 +332,15 @@ def _decode_deep(path: Path, raws: set[str], high: Image.Image,
 
 # ---------------------------------------------------------------- metadata that may be damaged
 
-_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _read_exif(im: Image.Image, notes: list[str]) -> Image.Exif | None:
@@ -379,8 +435,10 @@ def _carry_exif(exif: Image.Exif | None, notes: list[str]) -> bytes | None:
         except Exception:
             dropped = _drop_unwritable_tags(exif)
             data = exif.tobytes()
-            notes.append(f"damaged EXIF tag{'s' if len(dropped) > 1 else ''} {', '.join(dropped[:8])}"
-                         f"{' ...' if len(dropped) > 8 else ''} dropped")
+            notes.append(
+                f"damaged EXIF tag{'s' if len(dropped) > 1 else ''} {', '.join(dropped[:8])}"
+                f"{' ...' if len(dropped) > 8 else ''} dropped"
+            )
         check = Image.Exif()
         check.load(data)
         for group in (EXIF_IFD, GPS_IFD):
@@ -438,8 +496,10 @@ def _check_density(fmt: str, width: int, height: int, file_bytes: int) -> None:
     """Raise ImageError if a file of ``file_bytes`` cannot hold the ``width`` x ``height`` it declares."""
     ratio = MAX_PIXELS_PER_BYTE.get(fmt)
     if ratio and width * height > file_bytes * ratio:
-        raise ImageError(f"{width}x{height} declared in a file of {file_bytes} bytes: more than a {fmt} can "
-                         f"hold (at most {ratio} pixels a byte); the file is corrupt or a decompression bomb")
+        raise ImageError(
+            f"{width}x{height} declared in a file of {file_bytes} bytes: more than a {fmt} can "
+            f"hold (at most {ratio} pixels a byte); the file is corrupt or a decompression bomb"
+        )
 
 
 # libjpeg fills what the compressed data does not reach with flat grey (baseline)
@@ -473,7 +533,7 @@ def _jpeg_scan_end(data: bytes) -> int | None:
         elif pos + 4 > n:
             return end
         else:
-            (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
             pos += 2 + length
             if marker == 0xDA:
                 m = _SCAN_END.search(data, pos)
@@ -504,10 +564,11 @@ def _check_jpeg_complete(path: Path, im: Image.Image, without_exif: bool) -> Non
     except Exception:
         return  # the probe is ours, not the file's: no verdict
     for r0 in range(0, a.shape[0], 256):  # in blocks of rows: no full-size temporary
-        rows = np.flatnonzero((a[r0:r0 + 256] != b[r0:r0 + 256]).reshape(-1, a[0].size).any(axis=1))
+        rows = np.flatnonzero((a[r0 : r0 + 256] != b[r0 : r0 + 256]).reshape(-1, a[0].size).any(axis=1))
         if rows.size:
-            raise ImageError(f"corrupt or truncated JPEG data: the compressed data ends at about row "
-                             f"{r0 + rows[0]} of {im.height}")
+            raise ImageError(
+                f"corrupt or truncated JPEG data: the compressed data ends at about row {r0 + rows[0]} of {im.height}"
+            )
 
 
 def _split_exif(data: bytes) -> tuple[bytes, bytes] | None:
@@ -517,8 +578,8 @@ def _split_exif(data: bytes) -> tuple[bytes, bytes] | None:
         marker = data[pos + 1]
         if marker == 0xDA or 0xD0 <= marker <= 0xD9 or marker in (0x01, 0xFF):
             break  # the scan, or a marker without a length: the rest goes as it is
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-        segment = data[pos:pos + 2 + length]
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        segment = data[pos : pos + 2 + length]
         if marker == 0xE1 and segment[4:10] == b"Exif\0\0":
             payload = segment[4:] if payload is None else payload
         else:
@@ -571,13 +632,16 @@ def declared_size(path: str | os.PathLike) -> tuple[int, int] | None:
         return None
 
 
-def _decode(path: Path, im: Image.Image, exif_payload: bytes | None, max_pixels: int, file_bytes: int,
-            notes: list[str]) -> tuple[np.ndarray, int, str, bytes | None, bytes | None, tuple | None]:
+def _decode(
+    path: Path, im: Image.Image, exif_payload: bytes | None, max_pixels: int, file_bytes: int, notes: list[str]
+) -> tuple[np.ndarray, int, str, bytes | None, bytes | None, tuple | None]:
     """:func:`load` once the file is open: the header checks, the decode, orientation and metadata."""
     w, h = im.size
     if w * h > max_pixels:
-        raise ImageError(f"{w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
-                         f"{max_pixels / 1e6:.0f} (raise it with --max-pixels)")
+        raise ImageError(
+            f"{w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:.0f} (raise it with --max-pixels)"
+        )
     fmt = im.format or "PNG"
     _check_density(fmt, w, h, file_bytes)
     frames = getattr(im, "n_frames", 1)
@@ -636,8 +700,7 @@ def load(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictu
             im, exif_payload = _open(path, head, notes)
             with im:
                 quality = jpeg_quality(im)  # from the file's own tables, before any transposed copy
-                pixels, bits, fmt, exif_bytes, icc, dpi = _decode(path, im, exif_payload, max_pixels, size,
-                                                                  notes)
+                pixels, bits, fmt, exif_bytes, icc, dpi = _decode(path, im, exif_payload, max_pixels, size, notes)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -763,8 +826,19 @@ def _average_filter(raw: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
     return out
 
 
-def _write_png(f, bands: Iterable[np.ndarray], width: int, height: int, channels: int, bits: int, *,
-               exif: bytes | None, icc: bytes | None, dpi: tuple[float, float] | None, level: int) -> None:
+def _write_png(
+    f,
+    bands: Iterable[np.ndarray],
+    width: int,
+    height: int,
+    channels: int,
+    bits: int,
+    *,
+    exif: bytes | None,
+    icc: bytes | None,
+    dpi: tuple[float, float] | None,
+    level: int,
+) -> None:
     """A PNG (8 or 16 bit; grey, grey+alpha, RGB or RGBA) streamed from uint row bands (rows, W, C).
 
     Rows use the Average filter (see :func:`_average_filter`); memory is one band,
@@ -802,16 +876,25 @@ def _write_png(f, bands: Iterable[np.ndarray], width: int, height: int, channels
     f.write(_chunk(b"IEND", b""))
 
 
-def _write_png16(f, u16: np.ndarray, *, exif: bytes | None, icc: bytes | None,
-                 dpi: tuple[float, float] | None, level: int) -> None:
+def _write_png16(
+    f, u16: np.ndarray, *, exif: bytes | None, icc: bytes | None, dpi: tuple[float, float] | None, level: int
+) -> None:
     """A 16-bit PNG from a whole uint16 (H, W, C) array (see :func:`_write_png`)."""
     h, w, c = u16.shape
     _write_png(f, [u16], w, h, c, 16, exif=exif, icc=icc, dpi=dpi, level=level)
 
 
-def _write_tiff(f, pixels, *, exif: bytes | None, icc: bytes | None,
-                dpi: tuple[float, float] | None, level: int, shape: tuple[int, int, int] | None = None,
-                bits: int | None = None) -> None:
+def _write_tiff(
+    f,
+    pixels,
+    *,
+    exif: bytes | None,
+    icc: bytes | None,
+    dpi: tuple[float, float] | None,
+    level: int,
+    shape: tuple[int, int, int] | None = None,
+    bits: int | None = None,
+) -> None:
     """A TIFF (deflate, horizontal predictor), with EXIF, ICC and DPI, from uint8 or uint16
     pixels: a whole (H, W, C) array, or row bands with ``shape`` and ``bits`` given.
 
@@ -891,9 +974,12 @@ def _temp_prefix(dst: Path) -> str:
     return f".{os.fsdecode(raw[:room])}."
 
 
-def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
-                 before_commit: Callable[[os.stat_result], None] | None = None,
-                 before_sync: Callable[[], None] | None = None) -> None:
+def write_atomic(
+    dst: Path,
+    write: Callable[[io.BufferedWriter], None],
+    before_commit: Callable[[os.stat_result], None] | None = None,
+    before_sync: Callable[[], None] | None = None,
+) -> None:
     """Create ``dst`` through ``write(file)`` on a temporary file in the same folder and a rename.
 
     A crash or kill at any moment leaves either the previous file or the
@@ -929,11 +1015,19 @@ def write_atomic(dst: Path, write: Callable[[io.BufferedWriter], None],
         raise
 
 
-def save_atomic(image: Image.Image, dst: Path, fmt: str, *, exif: bytes | None = None,
-                icc: bytes | None = None, dpi: tuple[float, float] | None = None,
-                quality: int = 95, png_level: int = 6,
-                before_commit: Callable[[os.stat_result], None] | None = None,
-                before_sync: Callable[[], None] | None = None) -> None:
+def save_atomic(
+    image: Image.Image,
+    dst: Path,
+    fmt: str,
+    *,
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+    quality: int = 95,
+    png_level: int = 6,
+    before_commit: Callable[[os.stat_result], None] | None = None,
+    before_sync: Callable[[], None] | None = None,
+) -> None:
     """Write a Pillow image to ``dst`` atomically (see :func:`write_atomic`)."""
     kw: dict = {}
     if exif and fmt in METADATA_FORMATS:
@@ -951,17 +1045,29 @@ def save_atomic(image: Image.Image, dst: Path, fmt: str, *, exif: bytes | None =
     write_atomic(Path(dst), lambda f: image.save(f, format=fmt, **kw), before_commit, before_sync)
 
 
-def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height: int, channels: int,
-               bits: int, dst: Path, fmt: str, *, exif: bytes | None = None, icc: bytes | None = None,
-               dpi: tuple[float, float] | None = None, quality: int = 95, png_level: int = 6,
-               before_commit: Callable[[os.stat_result], None] | None = None,
-               before_sync: Callable[[], None] | None = None) -> None:
+def save_bands(
+    bands: Iterable[tuple[int, int, np.ndarray]],
+    width: int,
+    height: int,
+    channels: int,
+    bits: int,
+    dst: Path,
+    fmt: str,
+    *,
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+    quality: int = 95,
+    png_level: int = 6,
+    before_commit: Callable[[os.stat_result], None] | None = None,
+    before_sync: Callable[[], None] | None = None,
+) -> None:
     """Write an image arriving as row bands ``(row0, row1, (rows, W, C))``, atomically: float in
     [0, 1], or uint8 already quantised for an 8-bit output (``pipeline.upscale_bands(bits=8)``).
 
-    ``png_level`` is the zlib level of PNG and TIFF. PNG and TIFF are encoded as the bands arrive (16-bit input stays 16-bit
-    in them), so neither the float nor the integer image is ever whole in
-    memory. JPEG, WebP and BMP encoders need the whole picture: the bands are
+    ``png_level`` is the zlib level of PNG and TIFF. PNG and TIFF are encoded as
+    the bands arrive (16-bit input stays 16-bit in them), so neither the float
+    nor the integer image is ever whole in memory. JPEG, WebP and BMP encoders need the whole picture: the bands are
     pasted into one 8-bit Pillow image first. Any exception from the bands
     (a model-output check) aborts the write and leaves no file.
     """
@@ -971,12 +1077,22 @@ def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height:
     if fmt in DEEP_FORMATS:
         out_bits = 16 if bits == 16 else 8
         ints = (to_uint(band, out_bits) for _, _, band in bands)
-        if fmt == "PNG":
-            write = lambda f: _write_png(f, ints, width, height, channels, out_bits, exif=exif,  # noqa: E731
-                                         icc=icc, dpi=dpi, level=png_level)
-        else:
-            write = lambda f: _write_tiff(f, ints, exif=exif, icc=icc, dpi=dpi, level=png_level,  # noqa: E731
-                                          shape=(height, width, channels), bits=out_bits)
+
+        def write(f) -> None:
+            if fmt == "PNG":
+                _write_png(f, ints, width, height, channels, out_bits, exif=exif, icc=icc, dpi=dpi, level=png_level)
+            else:
+                _write_tiff(
+                    f,
+                    ints,
+                    exif=exif,
+                    icc=icc,
+                    dpi=dpi,
+                    level=png_level,
+                    shape=(height, width, channels),
+                    bits=out_bits,
+                )
+
         write_atomic(Path(dst), write, before_commit, before_sync)
         return
     keep = channels - 1 if fmt == "JPEG" and channels in (2, 4) else channels  # JPEG has no alpha
@@ -985,17 +1101,50 @@ def save_bands(bands: Iterable[tuple[int, int, np.ndarray]], width: int, height:
     for r0, _, band in bands:
         u8 = to_uint(band[..., :keep], 8)
         image.paste(Image.fromarray(u8[..., 0] if keep == 1 else u8), (0, r0))
-    save_atomic(image, dst, fmt, exif=exif, icc=icc, dpi=dpi, quality=quality, png_level=png_level,
-                before_commit=before_commit, before_sync=before_sync)
+    save_atomic(
+        image,
+        dst,
+        fmt,
+        exif=exif,
+        icc=icc,
+        dpi=dpi,
+        quality=quality,
+        png_level=png_level,
+        before_commit=before_commit,
+        before_sync=before_sync,
+    )
 
 
-def save_pixels(pixels: np.ndarray, bits: int, dst: Path, fmt: str, *, exif: bytes | None = None,
-                icc: bytes | None = None, dpi: tuple[float, float] | None = None,
-                quality: int = 95, png_level: int = 6,
-                before_commit: Callable[[os.stat_result], None] | None = None,
-                before_sync: Callable[[], None] | None = None) -> None:
+def save_pixels(
+    pixels: np.ndarray,
+    bits: int,
+    dst: Path,
+    fmt: str,
+    *,
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+    quality: int = 95,
+    png_level: int = 6,
+    before_commit: Callable[[os.stat_result], None] | None = None,
+    before_sync: Callable[[], None] | None = None,
+) -> None:
     """Write whole float (H, W, C) pixels in [0, 1] to ``dst`` as ``fmt``, atomically:
     :func:`save_bands` with a single band (16-bit stays 16-bit in PNG and TIFF)."""
     h, w, c = pixels.shape
-    save_bands([(0, h, pixels)], w, h, c, bits, dst, fmt, exif=exif, icc=icc, dpi=dpi, quality=quality,
-               png_level=png_level, before_commit=before_commit, before_sync=before_sync)
+    save_bands(
+        [(0, h, pixels)],
+        w,
+        h,
+        c,
+        bits,
+        dst,
+        fmt,
+        exif=exif,
+        icc=icc,
+        dpi=dpi,
+        quality=quality,
+        png_level=png_level,
+        before_commit=before_commit,
+        before_sync=before_sync,
+    )

@@ -82,14 +82,16 @@ def _route_warnings() -> None:
     """Make sure warnings reach the per-thread hook (a caller's ``catch_warnings`` block
     restores what was there before it, so this is checked at each load, set up rarely)."""
     hooked = getattr(warnings.showwarning, "_batchsr", False)
-    if hooked and any(f[0] == "always" and f[3] is not None and f[3].pattern == _WARNING_MODULES
-                      for f in warnings.filters):
+    if hooked and any(
+        f[0] == "always" and f[3] is not None and f[3].pattern == _WARNING_MODULES for f in warnings.filters
+    ):
         return
     with _setup_lock:
         if not getattr(warnings.showwarning, "_batchsr", False):
             warnings.showwarning = _showwarning_per_thread(warnings.showwarning)
-        if not any(f[0] == "always" and f[3] is not None and f[3].pattern == _WARNING_MODULES
-                   for f in warnings.filters):
+        if not any(
+            f[0] == "always" and f[3] is not None and f[3].pattern == _WARNING_MODULES for f in warnings.filters
+        ):
             warnings.filterwarnings("always", module=_WARNING_MODULES, append=True)
 
 

@@ -90,8 +90,9 @@ class RunLock:
         if not locked:
             info = _read(fd)
             os.close(fd)
-            raise Locked(f"{self.path.parent} is in use by {_describe(info)}; wait for it to finish "
-                         f"or choose another OUTPUT")
+            raise Locked(
+                f"{self.path.parent} is in use by {_describe(info)}; wait for it to finish or choose another OUTPUT"
+            )
         previous = _read(fd)
         self.stale = previous or None
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}

@@ -31,10 +31,10 @@ def psnr_y(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float:
     # Row blocks in float64: exact, and memory stays small for big scans.
     sse = 0.0
     for r in range(0, a.shape[0], 256):
-        d = y_metric(a[r:r + 256]) - y_metric(b[r:r + 256])
+        d = y_metric(a[r : r + 256]) - y_metric(b[r : r + 256])
         sse += float(np.sum(d * d))
     mse = sse / (a.shape[0] * a.shape[1])
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 def psnr_cbcr(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float | None:
@@ -43,29 +43,30 @@ def psnr_cbcr(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float | 
     which has no colour to measure. Colour noise and JPEG chroma blocks show here."""
     if truth_u8.shape != test_u8.shape:
         raise ValueError(f"size mismatch: {truth_u8.shape} vs {test_u8.shape}")
-    if truth_u8.ndim == 2 or (np.array_equal(truth_u8[..., 0], truth_u8[..., 1])
-                              and np.array_equal(truth_u8[..., 0], truth_u8[..., 2])):
+    if truth_u8.ndim == 2 or (
+        np.array_equal(truth_u8[..., 0], truth_u8[..., 1]) and np.array_equal(truth_u8[..., 0], truth_u8[..., 2])
+    ):
         return None
     a, b = _shave(truth_u8, shave), _shave(test_u8, shave)
     sse = 0.0
     for r in range(0, a.shape[0], 256):
-        d = cbcr_metric(a[r:r + 256]) - cbcr_metric(b[r:r + 256])
+        d = cbcr_metric(a[r : r + 256]) - cbcr_metric(b[r : r + 256])
         sse += float(np.sum(d * d))
     mse = sse / (a.shape[0] * a.shape[1] * 2)
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = np.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
 
 
 def _filter_valid(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Separable 'valid' correlation of a 2-D array with the 1-D window ``g``."""
     k = len(g)
-    rows = sum(g[i] * a[i:a.shape[0] - k + 1 + i, :] for i in range(k))
-    return sum(g[j] * rows[:, j:rows.shape[1] - k + 1 + j] for j in range(k))
+    rows = sum(g[i] * a[i : a.shape[0] - k + 1 + i, :] for i in range(k))
+    return sum(g[j] * rows[:, j : rows.shape[1] - k + 1 + j] for j in range(k))
 
 
 def ssim_y(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float:
@@ -79,8 +80,8 @@ def ssim_y(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float:
     g = _gaussian_window()
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
-    var_a = _filter_valid(a * a, g) - mu_a ** 2
-    var_b = _filter_valid(b * b, g) - mu_b ** 2
+    var_a = _filter_valid(a * a, g) - mu_a**2
+    var_b = _filter_valid(b * b, g) - mu_b**2
     cov = _filter_valid(a * b, g) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(s.mean())

@@ -78,8 +78,10 @@ def resolve(model: str, scale: int | None, precision: str = "fp32") -> ModelEntr
         if not p.is_file():
             raise ModelError(f"model file not found: {model}")
         if precision == "int8":
-            raise ModelError("--precision int8 picks the int8 build of a shipped model; for your own "
-                             "file, pass its int8 version (python -m train.quantize SRC DST)")
+            raise ModelError(
+                "--precision int8 picks the int8 build of a shipped model; for your own "
+                "file, pass its int8 version (python -m train.quantize SRC DST)"
+            )
         return ModelEntry(p.stem, scale or 0, p, None)
     scale = scale or 3
     entries = load_manifest()
@@ -91,8 +93,7 @@ def resolve(model: str, scale: int | None, precision: str = "fp32") -> ModelEntr
                 raise ModelError(f"no int8 build of '{model}' x{scale} is shipped; use --precision fp32")
             return e.int8
     have = ", ".join(f"{e.name} x{e.scale}" for e in sorted(entries, key=lambda e: (e.name, e.scale)))
-    raise ModelError(f"no shipped model '{model}' for x{scale} (shipped: {have}); "
-                     f"or pass --model PATH.onnx")
+    raise ModelError(f"no shipped model '{model}' for x{scale} (shipped: {have}); or pass --model PATH.onnx")
 
 
 def sha256_file(path: Path) -> str:
@@ -124,16 +125,20 @@ class Model:
         return f"{self.name} x{self.scale}" + (" int8" if self.precision == "int8" else "")
 
 
-def load(model: str = "default", scale: int | None = None, options: EngineOptions = EngineOptions(),
-         precision: str = "fp32") -> Model:
+def load(
+    model: str = "default", scale: int | None = None, options: EngineOptions = EngineOptions(), precision: str = "fp32"
+) -> Model:
     """Resolve, verify and open a model. Raises ModelError (or EngineError) with one line.
 
     ``precision`` auto picks the int8 build where :func:`batchsr.precision.choose_precision`
     says it pays on this machine (a file passed by path is always what it is).
     """
     if precision == "auto":
-        precision = "fp32" if is_path(model) else choose_precision(
-            "auto", choose_providers(available_providers(), options.providers), cpu_flags())
+        precision = (
+            "fp32"
+            if is_path(model)
+            else choose_precision("auto", choose_providers(available_providers(), options.providers), cpu_flags())
+        )
         if precision == "int8" and resolve(model, scale).int8 is None:
             precision = "fp32"  # a model shipped without an int8 build (its int8 lost too much)
     entry = resolve(model, scale, precision)
@@ -156,14 +161,14 @@ def from_bytes(data: bytes, name: str, sha256: str, options: EngineOptions = Eng
     return _open(data, f"model {name}", name, digest, None, options)
 
 
-def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | None,
-          options: EngineOptions) -> Model:
+def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | None, options: EngineOptions) -> Model:
     engine = Engine(source, options)
     meta = engine.metadata
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
-        raise ModelError(f"{what} lacks batchsr metadata ({', '.join(missing)}); "
-                         f"export it with `python -m train export`")
+        raise ModelError(
+            f"{what} lacks batchsr metadata ({', '.join(missing)}); export it with `python -m train export`"
+        )
     try:
         model_scale, radius = int(meta["scale"]), int(meta["receptive_radius"])
     except ValueError:
@@ -179,5 +184,4 @@ def cached(model: str = "default", scale: int | None = None, precision: str = "f
     return load(model, scale, precision=precision)
 
 
-__all__ = ["EngineError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "cached", "resolve",
-           "shipped"]
+__all__ = ["EngineError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "cached", "resolve", "shipped"]

@@ -28,9 +28,9 @@ from PIL import Image
 from batchsr import color, images, metrics, resume, tiling
 from batchsr.config import ASSETS_NAME, HTML_NAME, RunConfig
 from batchsr.degrade import degrade
+from batchsr.discover import Job, Skip, discover
 from batchsr.distribute import MemoryBudget
 from batchsr.estimate import estimate
-from batchsr.discover import Job, Skip, discover
 from batchsr.lock import LOCK_NAME, Locked, RunLock
 from batchsr.models import Model
 from batchsr.report import ERROR, OK, SKIPPED, CsvReport, Row, Summary
@@ -113,8 +113,10 @@ def prepare_folder(output_root: Path, rel_folder: Path) -> None:
                 pass
             st = os.lstat(here)
         if stat_mode.S_ISLNK(st.st_mode):
-            raise DestinationError(f"output folder {here} is a symbolic link: nothing is written through it "
-                                   "(replace it with a real folder)")
+            raise DestinationError(
+                f"output folder {here} is a symbolic link: nothing is written through it "
+                "(replace it with a real folder)"
+            )
         if not stat_mode.S_ISDIR(st.st_mode):
             raise DestinationError(f"output folder {here} exists and is not a folder")
 
@@ -136,8 +138,9 @@ def check_output_links(cfg: RunConfig) -> None:
     """
     for p in _bookkeeping(cfg):
         if os.path.islink(p):
-            raise SetupError(f"{p} is a symbolic link: batchsr never writes through links; "
-                             "remove it or choose another OUTPUT")
+            raise SetupError(
+                f"{p} is a symbolic link: batchsr never writes through links; remove it or choose another OUTPUT"
+            )
 
 
 def _check_band(y_sr: np.ndarray) -> None:
@@ -145,8 +148,9 @@ def _check_band(y_sr: np.ndarray) -> None:
         raise OutputError("model output contains NaN or infinity")
 
 
-def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bits: int | None = None
-                  ) -> Iterator[tuple[int, int, np.ndarray]]:
+def upscale_bands(
+    pixels: np.ndarray, model: Model, tile: int | None = None, bits: int | None = None
+) -> Iterator[tuple[int, int, np.ndarray]]:
     """Upscale float (H, W, C) pixels in [0, 1] band by band, top to bottom.
 
     Yields ``(row0, row1, band)``: output rows ``row0:row1`` as float
@@ -190,7 +194,7 @@ def upscale_bands(pixels: np.ndarray, model: Model, tile: int | None = None, bit
             # wide image would cost several times the output's own bytes.
             for r0 in range(current.core0, current.core1, merge_rows):
                 r1 = min(r0 + merge_rows, current.core1)
-                y_rows = y_sr[(r0 - current.core0) * s:(r1 - current.core0) * s]
+                y_rows = y_sr[(r0 - current.core0) * s : (r1 - current.core0) * s]
                 # What the model does not see, bicubically, for these rows.
                 if colour:
                     cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
@@ -284,9 +288,15 @@ def damage_columns(pic: images.Picture) -> tuple[float | None, float | None]:
     return found.jpeg_quality, (None if math.isnan(found.noise_sigma) else found.noise_sigma)
 
 
-def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
-            on_commit: Callable[[Row, os.stat_result], None] | None = None,
-            slot: ComputeSlot | None = None, stop: threading.Event | None = None) -> Row:
+def process(
+    job: Job,
+    output_root: Path,
+    model: Model,
+    cfg: RunConfig,
+    on_commit: Callable[[Row, os.stat_result], None] | None = None,
+    slot: ComputeSlot | None = None,
+    stop: threading.Event | None = None,
+) -> Row:
     """Upscale one image and write it atomically. Never raises for a bad input: returns an error row.
 
     ``on_commit(row, stat)`` runs once the output is complete in its
@@ -297,8 +307,7 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
     was already committed.
     """
     dst = Path(output_root) / job.rel
-    row = Row(input=str(job.src), output=str(dst), scale=model.scale, model=model.label,
-              providers=model.engine.ran_on)
+    row = Row(input=str(job.src), output=str(dst), scale=model.scale, model=model.label, providers=model.engine.ran_on)
     notes = list(job.notes)
     t0 = time.perf_counter()
     try:
@@ -314,6 +323,7 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
         notes += images.save_notes(pic.pixels, pic.bits, fmt)
         # Same print size: the pixels grew by the scale, so must the resolution.
         dpi = (pic.dpi[0] * s, pic.dpi[1] * s) if pic.dpi else None
+
         def commit(st: os.stat_result) -> None:
             if stop is not None and stop.is_set():
                 raise Stopped()  # before the record and the rename: nothing of this image stays
@@ -326,10 +336,22 @@ def process(job: Job, output_root: Path, model: Model, cfg: RunConfig,
         # what the format's encoder must hold (nothing more for PNG and TIFF).
         # 16-bit only where the input had it and the format keeps it; else the 8-bit merge.
         bits = 16 if pic.bits == 16 and fmt in images.DEEP_FORMATS else 8
-        images.save_bands(_until(stop, upscale_bands(pic.pixels, model, cfg.tile, bits)), row.out_width, row.out_height,
-                          pic.pixels.shape[2], pic.bits, dst, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi,
-                          quality=cfg.quality, png_level=cfg.compression, before_commit=commit,
-                          before_sync=slot.release if slot else None)
+        images.save_bands(
+            _until(stop, upscale_bands(pic.pixels, model, cfg.tile, bits)),
+            row.out_width,
+            row.out_height,
+            pic.pixels.shape[2],
+            pic.bits,
+            dst,
+            fmt,
+            exif=pic.exif,
+            icc=pic.icc,
+            dpi=dpi,
+            quality=cfg.quality,
+            png_level=cfg.compression,
+            before_commit=commit,
+            before_sync=slot.release if slot else None,
+        )
         if cfg.psnr:
             if slot:
                 slot.acquire()
@@ -453,10 +475,20 @@ def _recorded(row: Row) -> dict:
 def _up_to_date_row(job: Job, output: Path, model: Model, entry: dict) -> Row:
     """A skipped row that keeps the figures and notes of the run that wrote the output."""
     carried = resume.figures(entry)
-    notes = "; ".join(["up to date: same input, model and settings (--overwrite redoes it)"]
-                      + ([carried.pop("notes")] if "notes" in carried else []))
-    return Row(input=str(job.src), output=str(output / job.rel), status=SKIPPED, scale=model.scale,
-               model=model.label, providers=model.engine.ran_on, notes=notes, **carried)
+    notes = "; ".join(
+        ["up to date: same input, model and settings (--overwrite redoes it)"]
+        + ([carried.pop("notes")] if "notes" in carried else [])
+    )
+    return Row(
+        input=str(job.src),
+        output=str(output / job.rel),
+        status=SKIPPED,
+        scale=model.scale,
+        model=model.label,
+        providers=model.engine.ran_on,
+        notes=notes,
+        **carried,
+    )
 
 
 def _remove_stale_temporaries(output: Path, input_path: Path) -> None:
@@ -506,22 +538,53 @@ def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
             continue
         if os.path.realpath(output / item.rel) == os.path.realpath(item.src):
             # e.g. `batchsr photo.jpg .` run beside the photo: INPUT is never modified.
-            out.append((Skip(item.src, "its output path is the input file itself; choose another OUTPUT",
-                             report=True, status=ERROR, image=True), None))
+            out.append(
+                (
+                    Skip(
+                        item.src,
+                        "its output path is the input file itself; choose another OUTPUT",
+                        report=True,
+                        status=ERROR,
+                        image=True,
+                    ),
+                    None,
+                )
+            )
             continue
         if in_root is not None and not output_in_input and _within(os.path.realpath(output / item.rel), in_root):
             # e.g. `batchsr lib/scans lib` with lib/scans/scans/pic.png: its output would be lib/scans/pic.png.
-            out.append((Skip(item.src, f"its output path {output / item.rel} lies inside INPUT, which is never "
-                                       "written; choose an OUTPUT that does not contain INPUT",
-                             report=True, status=ERROR, image=True), None))
+            out.append(
+                (
+                    Skip(
+                        item.src,
+                        f"its output path {output / item.rel} lies inside INPUT, which is never "
+                        "written; choose an OUTPUT that does not contain INPUT",
+                        report=True,
+                        status=ERROR,
+                        image=True,
+                    ),
+                    None,
+                )
+            )
             continue
         entry = state.done(item.rel.as_posix(), _key(item, model, cfg)) if state else None
         # Behind a link in OUTPUT (never written through) process() reports the link instead.
         linked = os.path.realpath((output / item.rel).parent) != os.path.join(out_root, *item.rel.parent.parts)
         why = state.foreign(item.rel.as_posix()) if state and entry is None and not linked else None
         if why:
-            out.append((Skip(item.src, f"not processed: its output {output / item.rel} {why}; it is left "
-                                       "alone (--overwrite replaces it)", report=True, status=SKIPPED, image=True), None))
+            out.append(
+                (
+                    Skip(
+                        item.src,
+                        f"not processed: its output {output / item.rel} {why}; it is left "
+                        "alone (--overwrite replaces it)",
+                        report=True,
+                        status=SKIPPED,
+                        image=True,
+                    ),
+                    None,
+                )
+            )
             continue
         out.append((item, entry))
     return out
@@ -564,8 +627,9 @@ class ImageRunner:
     (:class:`ComputeSlot`), however many threads call it.
     """
 
-    def __init__(self, cfg: RunConfig, model: Model, todo: int | None = None, cores: int | None = None,
-                 adapt: bool | None = None):
+    def __init__(
+        self, cfg: RunConfig, model: Model, todo: int | None = None, cores: int | None = None, adapt: bool | None = None
+    ):
         self.cfg, self.model, self.todo = cfg, model, todo
         self.cores = cores or os.cpu_count() or 1
         # Locally an explicit --threads is the user's word; a Ray actor's --threads is its CPU count.
@@ -588,8 +652,9 @@ class ImageRunner:
                 self._wide = replace(self.model, engine=engine.with_threads(self.cores))
             return self._wide
 
-    def __call__(self, job: Job, output_root: Path,
-                 on_commit: Callable[[Row, os.stat_result], None] | None = None) -> Row:
+    def __call__(
+        self, job: Job, output_root: Path, on_commit: Callable[[Row, os.stat_result], None] | None = None
+    ) -> Row:
         cost = _output_pixels(job.src, self.model.scale)
         # Budget first, then a slot; a slot is only ever taken with budget held, so
         # the two cannot wait on each other.
@@ -741,8 +806,9 @@ def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Su
     output = Path(cfg.output)
     with single_threaded_blas():
         if held.stale:
-            log.warning("took over the lock of %s left by %s, which did not finish", output,
-                        RunLock.describe(held.stale))
+            log.warning(
+                "took over the lock of %s left by %s, which did not finish", output, RunLock.describe(held.stale)
+            )
         _remove_stale_temporaries(output, Path(cfg.input))
         items = plan(cfg, model)
         state = resume.State(output)
@@ -751,8 +817,13 @@ def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Su
         except OSError as exc:
             raise SetupError(f"cannot write to OUTPUT {output}: {_reason(exc)} ({state.path})") from None
         n_jobs = sum(isinstance(i, Job) for i, _ in items)
-        log.info("%d images; model %s (%s); providers %s", n_jobs, model.label,
-                 model.metadata.get("arch", "?"), model.engine.ran_on)
+        log.info(
+            "%d images; model %s (%s); providers %s",
+            n_jobs,
+            model.label,
+            model.metadata.get("arch", "?"),
+            model.engine.ran_on,
+        )
         summary = Summary(found=sum(_found(i) for i, _ in items), model=model.label)
 
         todo = [item for item, entry in items if isinstance(item, Job) and entry is None]
@@ -762,8 +833,12 @@ def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Su
             # The engine starts first: one that cannot run (a Ray worker that cannot
             # see INPUT) fails before the previous report is replaced by an empty one.
             # The signal handlers come after the engine: ray.init installs its own for SIGTERM.
-            with make_distributor(cfg, model, todo) as dist, _StopOnSignal(work.stop) as signals, \
-                    _open_report(cfg.report_path) as report, _Progress(cfg, len(items)) as progress:
+            with (
+                make_distributor(cfg, model, todo) as dist,
+                _StopOnSignal(work.stop) as signals,
+                _open_report(cfg.report_path) as report,
+                _Progress(cfg, len(items)) as progress,
+            ):
                 for _, row in dist.map(work, items):
                     if row is None:  # abandoned on a signal: nothing of it on disk
                         continue
@@ -788,8 +863,9 @@ def _open_report(path: Path) -> CsvReport:
     try:
         return CsvReport(path)
     except OSError as exc:
-        why = _mkdir_reason(path.parent, exc) if isinstance(exc, (FileExistsError, NotADirectoryError)) \
-            else _reason(exc)
+        why = (
+            _mkdir_reason(path.parent, exc) if isinstance(exc, (FileExistsError, NotADirectoryError)) else _reason(exc)
+        )
         raise SetupError(f"cannot write the report {path}: {why}") from None
 
 

@@ -15,8 +15,8 @@ so outputs, rows and atomic writes cannot differ.
   (``runtime_env={"py_modules": [...]}``), and each worker's code fingerprint
   is compared with the driver's, so every node runs the driver's code.
 - Each actor reserves ``--threads`` CPUs (default 2; its ``--jobs`` images
-  in flight share them, :func:`batchsr.engine.threads_per_job`), builds one onnxruntime session once from the model's bytes
-  (checksum verified, :func:`batchsr.models.from_bytes`), and works on
+  in flight share them, :func:`batchsr.engine.threads_per_job`), builds one
+  onnxruntime session once from the model's bytes (checksum verified, :func:`batchsr.models.from_bytes`), and works on
   ``--jobs`` images at a time, as one local run does. As many actors start as
   the cluster's free CPUs hold, never more than there are images.
 - Before the batch, every actor proves that it reads INPUT (the first image
@@ -143,8 +143,7 @@ class ImageWorker:
     and returns ``(row, stat)``: the finished output's stat, or None.
     """
 
-    def __init__(self, model_bytes: bytes, name: str, sha256: str, cfg, output_root: str, threads: int,
-                 cpus: int):
+    def __init__(self, model_bytes: bytes, name: str, sha256: str, cfg, output_root: str, threads: int, cpus: int):
         from batchsr import models
         from batchsr.engine import EngineOptions
         from batchsr.pipeline import ImageRunner
@@ -153,15 +152,19 @@ class ImageWorker:
         own_process()  # this actor's process is batchsr's: its cores and memory are the images'
         self.cfg = cfg
         self.output_root = Path(output_root)
-        self.model = models.from_bytes(model_bytes, name, sha256,
-                                       EngineOptions(providers=cfg.providers, threads=threads,
-                                                     device=cfg.device))
+        self.model = models.from_bytes(
+            model_bytes, name, sha256, EngineOptions(providers=cfg.providers, threads=threads, device=cfg.device)
+        )
         # The local engine's per-image part: memory budget, and every CPU for an image that runs alone.
         self.runner = ImageRunner(cfg, self.model, cores=cpus, adapt=True)
 
     def probe(self, input_path: str, sample: str | None, token_name: str, token: str) -> dict:
-        return {"host": socket.gethostname(), "code": code_fingerprint(), "where": str(PACKAGE_DIR),
-                "problem": probe_paths(input_path, sample, str(self.output_root), token_name, token)}
+        return {
+            "host": socket.gethostname(),
+            "code": code_fingerprint(),
+            "where": str(PACKAGE_DIR),
+            "problem": probe_paths(input_path, sample, str(self.output_root), token_name, token),
+        }
 
     def process(self, job):
         stats = []
@@ -216,8 +219,12 @@ class RayDistributor:
             log.debug("using the Ray this process already started")
             return
         address = self.cfg.ray_address or "local"
-        kwargs = {"address": address, "runtime_env": runtime_env(), "log_to_driver": self.cfg.verbose,
-                  "logging_level": logging.INFO if self.cfg.verbose else logging.ERROR}
+        kwargs = {
+            "address": address,
+            "runtime_env": runtime_env(),
+            "log_to_driver": self.cfg.verbose,
+            "logging_level": logging.INFO if self.cfg.verbose else logging.ERROR,
+        }
         if address == "local":
             kwargs["include_dashboard"] = False
             # A Ray started for one run needs no metrics agent (measured: on 2 cores it
@@ -256,26 +263,35 @@ class RayDistributor:
         output = os.path.abspath(cfg.output)
         # The actor's CPUs are shared by its --jobs images in flight, as in a local run.
         threads = threads_per_job(cfg.jobs, cpus)
-        self._new_actor = lambda: actor_cls.remote(self._model_ref, model.name, model.sha256, cfg, output, threads,
-                                                   cpus)
+        self._new_actor = lambda: actor_cls.remote(
+            self._model_ref, model.name, model.sha256, cfg, output, threads, cpus
+        )
         self._actors = [self._new_actor() for _ in range(n)]
         self._load = [0] * n
         self._per_actor = 2 * cfg.jobs
         self.window = n * self._per_actor
-        log.info("Ray: %d worker%s of %d CPUs, %d images each at a time (cluster: %d CPUs, %d free)",
-                 n, "s" if n > 1 else "", cpus, cfg.jobs, sum(node_cpus), free)
+        log.info(
+            "Ray: %d worker%s of %d CPUs, %d images each at a time (cluster: %d CPUs, %d free)",
+            n,
+            "s" if n > 1 else "",
+            cpus,
+            cfg.jobs,
+            sum(node_cpus),
+            free,
+        )
 
         token = secrets.token_hex(8)
         token_file = Path(output) / f"{PROBE_PREFIX}{token}{TMP_SUFFIX}"
         token_file.write_text(token)
         try:
             sample = os.path.abspath(todo[0].src)
-            refs = [a.probe.remote(os.path.abspath(cfg.input), sample, token_file.name, token)
-                    for a in self._actors]
+            refs = [a.probe.remote(os.path.abspath(cfg.input), sample, token_file.name, token) for a in self._actors]
             _, pending = ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT_S)
             if pending:
-                raise EngineUnavailable(f"{len(pending)} of {n} Ray workers ({cpus} CPUs each) did not start "
-                                        f"within {START_TIMEOUT_S:.0f} s (the cluster had {free} free CPUs)")
+                raise EngineUnavailable(
+                    f"{len(pending)} of {n} Ray workers ({cpus} CPUs each) did not start "
+                    f"within {START_TIMEOUT_S:.0f} s (the cluster had {free} free CPUs)"
+                )
             mine = code_fingerprint()
             for ref in refs:
                 try:
@@ -288,7 +304,8 @@ class RayDistributor:
                     raise EngineUnavailable(
                         f"the Ray worker on {info['host']} runs a different batchsr ({info['where']}) than this "
                         f"driver ({PACKAGE_DIR}); let batchsr start Ray, or pass "
-                        f"runtime_env=batchsr.ray_engine.runtime_env() to ray.init")
+                        f"runtime_env=batchsr.ray_engine.runtime_env() to ray.init"
+                    )
         finally:
             token_file.unlink(missing_ok=True)
 
@@ -314,8 +331,9 @@ class RayDistributor:
                 self._submit(p)
                 pending.append(p)
             self._harvest(0)
-            while pending and (len(pending) >= self.window or pending[0].row is not None
-                               or pending[0].ref in self._done):
+            while pending and (
+                len(pending) >= self.window or pending[0].row is not None or pending[0].ref in self._done
+            ):
                 yield self._finish(work, pending.popleft())
         while pending:
             yield self._finish(work, pending.popleft())
@@ -381,8 +399,7 @@ class RayDistributor:
                 error = f"the Ray worker died twice while processing it ({_one_line(exc)})"
             except errors.RayError as exc:
                 error = f"the Ray worker failed ({_one_line(exc)})"
-            row, stat = Row(input="", status=ERROR, scale=work.model.scale, model=work.model.label,
-                            error=error), None
+            row, stat = Row(input="", status=ERROR, scale=work.model.scale, model=work.model.label, error=error), None
             break
         self._forget(p.ref)
         # The worker saw absolute paths; the report shows them as the driver was given them.

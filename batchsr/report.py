@@ -206,13 +206,16 @@ class Summary:
 
     def line(self) -> str:
         if self.dry_run:
-            return (f"batchsr: dry run: {self.ok} to process, {self.skipped} skipped, "
-                    f"{self.failed} failed; nothing written")
+            return (
+                f"batchsr: dry run: {self.ok} to process, {self.skipped} skipped, {self.failed} failed; nothing written"
+            )
         done = self.ok + self.failed
         rate = f", {done / self.seconds:.2f} images/s" if self.seconds > 0 and done else ""
         gain = ""
         if self.gains:
             gain = f"; mean PSNR gain over bicubic {sum(self.gains) / len(self.gains):+.2f} dB"
         model = f"; model {self.model}" if self.model else ""
-        return (f"batchsr: {self.ok} ok, {self.skipped} skipped, {self.failed} failed "
-                f"in {self.seconds:.1f} s{rate}{gain}{model}")
+        return (
+            f"batchsr: {self.ok} ok, {self.skipped} skipped, {self.failed} failed "
+            f"in {self.seconds:.1f} s{rate}{gain}{model}"
+        )

@@ -130,7 +130,7 @@ def resize_rows(plane: np.ndarray, width: int, height: int, row0: int, row1: int
     while r < row1:
         c0, c1 = _chunk_of(row0, row1, r)
         a, b, mv = band_matrix(h, height, c0, c1)
-        np.matmul(mv, tmp[a - lo:b - lo], out=out[c0 - row0:c1 - row0])
+        np.matmul(mv, tmp[a - lo : b - lo], out=out[c0 - row0 : c1 - row0])
         r = c1
     return out
 
@@ -145,4 +145,3 @@ def _chunk_of(row0: int, row1: int, r: int) -> tuple[int, int]:
 def resize(plane: np.ndarray, width: int, height: int) -> np.ndarray:
     """The whole bicubic resize of a float (H, W) plane to (height, width) (see :func:`resize_rows`)."""
     return resize_rows(plane, width, height, 0, height)
-

@@ -51,14 +51,17 @@ MAX_LINE = 1 << 20
 COUNTS = ("width", "height", "out_width", "out_height")
 FIGURES = ("psnr_bicubic", "psnr_model", "jpeg_quality", "noise_sigma")
 
-_NOT_A_FILE = ("is not a file: every image is processed and this run is not recorded (a rerun "
-               "processes them again); remove or rename it")
+_NOT_A_FILE = (
+    "is not a file: every image is processed and this run is not recorded (a rerun "
+    "processes them again); remove or rename it"
+)
 _warned: set = set()  # damaged state files already reported (a run reads the state twice)
 _warned_lock = threading.Lock()
 
 
-def job_key(input_rel: str, src: Path, model_sha256: str, scale: int, out_format: str,
-            quality: int | None) -> str | None:
+def job_key(
+    input_rel: str, src: Path, model_sha256: str, scale: int, out_format: str, quality: int | None
+) -> str | None:
     """The identity of one output's recipe; None if the input cannot be examined."""
     try:
         st = os.stat(src)
@@ -90,8 +93,7 @@ class State:
             return
         except (OSError, ValueError) as exc:
             self.damaged = True
-            self._warn(None, f"cannot be read ({getattr(exc, 'strerror', None) or exc}): every image "
-                             "will be processed")
+            self._warn(None, f"cannot be read ({getattr(exc, 'strerror', None) or exc}): every image will be processed")
             return
         if not stat_mode.S_ISREG(st.st_mode):
             # Never opened: a fifo would block the run, a device could be endless.
@@ -111,13 +113,17 @@ class State:
                     # never renamed into place, so it is redone
         except OSError as exc:
             self.damaged = True
-            self._warn(st, f"cannot be read ({exc.strerror or exc}): the images it does not vouch for "
-                           "will be processed")
+            self._warn(
+                st, f"cannot be read ({exc.strerror or exc}): the images it does not vouch for will be processed"
+            )
             return
         if damaged:
             self.damaged = True
-            self._warn(st, f"has {damaged} damaged line{'s' if damaged > 1 else ''}, ignored: "
-                           "the images they recorded are processed again")
+            self._warn(
+                st,
+                f"has {damaged} damaged line{'s' if damaged > 1 else ''}, ignored: "
+                "the images they recorded are processed again",
+            )
 
     def _add(self, e: dict) -> None:
         rel = e["out"]
@@ -136,8 +142,11 @@ class State:
         except (OSError, ValueError):
             return None, None
         for e in (self.entries.get(rel), *reversed(self._older.get(rel, ()))):
-            if e is not None and stat_mode.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (
-                    e["size"], e["mtime_ns"]):
+            if (
+                e is not None
+                and stat_mode.S_ISREG(st.st_mode)
+                and (st.st_size, st.st_mtime_ns) == (e["size"], e["mtime_ns"])
+            ):
                 return st, e
         return st, None
 
@@ -260,7 +269,8 @@ def _lines(f) -> Iterator[tuple[bytes | None, bool]]:
 def figures(entry: dict) -> dict:
     """The report fields a line carries (counts, figures, notes), for a rerun's row."""
     return {k: entry.get(k) for k in COUNTS + FIGURES if entry.get(k) is not None} | (
-        {"notes": entry["notes"]} if entry.get("notes") else {})
+        {"notes": entry["notes"]} if entry.get("notes") else {}
+    )
 
 
 def _entry(line: bytes | None) -> dict | None:

@@ -65,10 +65,14 @@ def plan(height: int, width: int, tile: int, radius: int) -> list[Tile]:
     return [Tile(r, c) for r in spans(height, tile, radius) for c in spans(width, tile, radius)]
 
 
-def iter_tiles(image: np.ndarray, scale: int, tile: int, radius: int,
-               model: Callable[[np.ndarray], np.ndarray],
-               model_batch: Callable[[np.ndarray], np.ndarray] | None = None
-               ) -> Iterator[tuple[Tile, np.ndarray]]:
+def iter_tiles(
+    image: np.ndarray,
+    scale: int,
+    tile: int,
+    radius: int,
+    model: Callable[[np.ndarray], np.ndarray],
+    model_batch: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Iterator[tuple[Tile, np.ndarray]]:
     """Run ``model`` tile by tile; yield each tile with its cropped output (its core, upscaled).
 
     ``image`` is 2-D (H, W); ``model`` maps an (h, w) window to (h*scale, w*scale).
@@ -80,26 +84,29 @@ def iter_tiles(image: np.ndarray, scale: int, tile: int, radius: int,
     col_spans = spans(w, tile, radius)
     for r_span in spans(h, tile, radius):
         row = [Tile(r_span, c) for c in col_spans]
-        windows = [image[t.rows.win0:t.rows.win1, t.cols.win0:t.cols.win1] for t in row]
+        windows = [image[t.rows.win0 : t.rows.win1, t.cols.win0 : t.cols.win1] for t in row]
         if model_batch is not None and len(row) > 1:
             outs = list(model_batch(np.stack(windows)))
         else:
             outs = [model(win) for win in windows]
-        for t, win, out in zip(row, windows, outs):
+        for t, win, out in zip(row, windows, outs, strict=True):
             r, c = t.rows, t.cols
             expected = (win.shape[0] * scale, win.shape[1] * scale)
             if out.shape != expected:
-                raise ValueError(f"model returned {out.shape[1]}x{out.shape[0]} for a window that needs "
-                                 f"{expected[1]}x{expected[0]} (scale {scale})")
+                raise ValueError(
+                    f"model returned {out.shape[1]}x{out.shape[0]} for a window that needs "
+                    f"{expected[1]}x{expected[0]} (scale {scale})"
+                )
             y0, x0 = (r.core0 - r.win0) * scale, (c.core0 - c.win0) * scale
-            yield t, out[y0:y0 + (r.core1 - r.core0) * scale, x0:x0 + (c.core1 - c.core0) * scale]
+            yield t, out[y0 : y0 + (r.core1 - r.core0) * scale, x0 : x0 + (c.core1 - c.core0) * scale]
 
 
-def upscale_tiled(image: np.ndarray, scale: int, tile: int, radius: int,
-                  model: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def upscale_tiled(
+    image: np.ndarray, scale: int, tile: int, radius: int, model: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
     """The whole upscaled image assembled from tiles; equals ``model(image)`` for exact models."""
     h, w = image.shape
     out = np.empty((h * scale, w * scale), dtype=np.float32)
     for t, part in iter_tiles(image, scale, tile, radius, model):
-        out[t.rows.core0 * scale:t.rows.core1 * scale, t.cols.core0 * scale:t.cols.core1 * scale] = part
+        out[t.rows.core0 * scale : t.rows.core1 * scale, t.cols.core0 * scale : t.cols.core1 * scale] = part
     return out

@@ -35,7 +35,7 @@ def tune_allocator() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # glibc only: musl's mallopt does nothing
+        _ = libc.gnu_get_libc_version  # glibc only (AttributeError elsewhere): musl's mallopt does nothing
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

@@ -65,8 +65,9 @@ def picks_photo(row: dict, q_max, s_min: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="benchmarks/auto_rule.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="benchmarks/auto_rule.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--scale", type=int, default=3)
     ap.add_argument("--set", default="B100")
     ap.add_argument("--seed", type=int, default=1)
@@ -77,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     models = {n: load(n, a.scale) for n in ("default", "photo")}
     data = measure(a.set, a.scale, a.seed, a.limit, models)
     every = data["realistic"] + data["bicubic"]
-    best = max(itertools.product(QUALITIES, SIGMAS),
-               key=lambda r: np.mean([x["photo" if picks_photo(x, *r) else "default"] for x in every]))
+    best = max(
+        itertools.product(QUALITIES, SIGMAS),
+        key=lambda r: np.mean([x["photo" if picks_photo(x, *r) else "default"] for x in every]),
+    )
     q_max, s_min = best
     print(f"x{a.scale}, {a.set} validation (seed {a.seed}); CPU: {cpu_name()}")
     print(f"rule: photo when jpeg_quality <= {q_max} or noise_sigma >= {s_min}\n")
@@ -87,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind, rows in data.items():
         auto = [x["photo" if picks_photo(x, q_max, s_min) else "default"] for x in rows]
         share = np.mean([picks_photo(x, q_max, s_min) for x in rows])
-        print(f"| {kind} | {len(rows)} | {np.mean([x['default'] for x in rows]):.2f} | "
-              f"{np.mean([x['photo'] for x in rows]):.2f} | {np.mean(auto):.2f} | {share:.0%} |")
+        print(
+            f"| {kind} | {len(rows)} | {np.mean([x['default'] for x in rows]):.2f} | "
+            f"{np.mean([x['photo'] for x in rows]):.2f} | {np.mean(auto):.2f} | {share:.0%} |"
+        )
     return 0
 
 

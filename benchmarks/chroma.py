@@ -33,14 +33,14 @@ def chroma_smoothed(lr: np.ndarray, scale: int, sigma: float) -> np.ndarray:
     if sigma > 0:
         ycc[..., 1:] = blur(ycc[..., 1:], gaussian_kernel(sigma, sigma))
     h, w = lr.shape[:2]
-    planes = [np.asarray(Image.fromarray(ycc[..., c]).resize((w * scale, h * scale), Image.BICUBIC))
-              for c in range(3)]
+    planes = [np.asarray(Image.fromarray(ycc[..., c]).resize((w * scale, h * scale), Image.BICUBIC)) for c in range(3)]
     return color.to_uint(color.ycbcr_to_rgb(np.stack(planes, axis=-1)), 8)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="benchmarks/chroma.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="benchmarks/chroma.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--scale", type=int, default=3, choices=(2, 3, 4))
     ap.add_argument("--sets", nargs="+", default=["B100", "Set14"], choices=sorted(SETS))
     ap.add_argument("--degradation", choices=("realistic", "bicubic"), default="realistic")

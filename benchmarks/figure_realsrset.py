@@ -23,8 +23,7 @@ from peers import PEERS, ROOT, SHARED, methods  # noqa: E402
 
 REALSRSET = SHARED / "data/real/RealSRSet"
 # (image, left, top) of a CROP x CROP LR region: faces and fine texture, where grain and blocks show.
-CROPS = (("oldphoto2", 50, 45), ("oldphoto3", 60, 30), ("oldphoto6", 140, 95), ("Lincoln", 50, 30),
-         ("chip", 40, 30))
+CROPS = (("oldphoto2", 50, 45), ("oldphoto3", 60, 30), ("oldphoto6", 140, 95), ("Lincoln", 50, 30), ("chip", 40, 30))
 CROP = 48
 SCALE = 4
 LABEL_H = 18
@@ -54,8 +53,9 @@ def build(models: list[str]) -> Image.Image:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="benchmarks/figure_realsrset.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="benchmarks/figure_realsrset.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs/figures/realsrset_x4.png")
     ap.add_argument("--models", nargs="+", default=["default", "photo"], help="batchsr models (x4)")
     a = ap.parse_args(argv)

@@ -69,8 +69,9 @@ def reported(inp: np.ndarray, model, scale: int, quality: float | None, matched:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="benchmarks/honest_gain.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="benchmarks/honest_gain.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="default")
     ap.add_argument("--scale", type=int, default=3)
     ap.add_argument("--set", default="B100")
@@ -95,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         t = np.array(true)
         for kind, r in rep.items():
             r = np.array(r)
-            print(f"| {degradation} | {len(t)} | {kind} | {np.mean(np.sign(r) == np.sign(t)):.0%} | "
-                  f"{r.mean():+.2f} | {t.mean():+.2f} |")
+            print(
+                f"| {degradation} | {len(t)} | {kind} | {np.mean(np.sign(r) == np.sign(t)):.0%} | "
+                f"{r.mean():+.2f} | {t.mean():+.2f} |"
+            )
     return 0
 
 

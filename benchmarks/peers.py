@@ -92,10 +92,14 @@ def methods(scale: int, names: list[str], threads: int = 0) -> list[Method]:
     makers: dict[str, tuple[str, Callable[[], Upscaler]]] = {
         "bicubic": ("bicubic", lambda: bicubic(scale)),
         "espcn": ("OpenCV ESPCN", lambda: opencv("espcn", scale)),
-        "realesrgan-general": ("Real-ESRGAN general x4v3" + ("" if scale == 4 else f" (x4, resized to x{scale})"),
-                               lambda: realesrgan("realesr-general-x4v3", scale, 4, threads)),
-        "realesrgan-anime": (f"Real-ESRGAN animevideov3 x{scale}",
-                             lambda: realesrgan(f"realesr-animevideov3-x{scale}", scale, scale, threads)),
+        "realesrgan-general": (
+            "Real-ESRGAN general x4v3" + ("" if scale == 4 else f" (x4, resized to x{scale})"),
+            lambda: realesrgan("realesr-general-x4v3", scale, 4, threads),
+        ),
+        "realesrgan-anime": (
+            f"Real-ESRGAN animevideov3 x{scale}",
+            lambda: realesrgan(f"realesr-animevideov3-x{scale}", scale, scale, threads),
+        ),
     }
     out = []
     for name in names:

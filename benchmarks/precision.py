@@ -44,16 +44,22 @@ def _split(label: str) -> tuple[str, int]:
 def quality(labels: list[str], sets: list[str]) -> str:
     from batchsr.evaluate import evaluate_folder
 
-    out = [f"PSNR-Y dB / SSIM, bicubic LR (the `batchsr eval` protocol); CPU: {cpu_name()}", "",
-           "| model | set | fp32 | int8 | int8 - fp32 dB |", "| --- | --- | ---: | ---: | ---: |"]
+    out = [
+        f"PSNR-Y dB / SSIM, bicubic LR (the `batchsr eval` protocol); CPU: {cpu_name()}",
+        "",
+        "| model | set | fp32 | int8 | int8 - fp32 dB |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     for label in labels:
         name, scale = _split(label)
         built = {p: models.load(name, scale, precision=p) for p in ("fp32", "int8")}
         for s in sets:
             score = {p: evaluate_folder(SETS[s], m)[0] for p, m in built.items()}
             f, q = score["fp32"], score["int8"]
-            out.append(f"| {label} | {s} | {f.psnr_model:.2f} / {f.ssim_model:.4f} | "
-                       f"{q.psnr_model:.2f} / {q.ssim_model:.4f} | {q.psnr_model - f.psnr_model:+.2f} |")
+            out.append(
+                f"| {label} | {s} | {f.psnr_model:.2f} / {f.ssim_model:.4f} | "
+                f"{q.psnr_model:.2f} / {q.ssim_model:.4f} | {q.psnr_model - f.psnr_model:+.2f} |"
+            )
     return "\n".join(out)
 
 
@@ -70,11 +76,24 @@ def speed(labels: list[str], images: int, repeat: int) -> str:
         runs = [(label, p) for label in labels for p in ("fp32", "int8")]
         times: dict[tuple, list[float]] = {r: [] for r in runs}
         for rnd in range(repeat):
-            for label, p in (runs if rnd % 2 == 0 else runs[::-1]):
+            for label, p in runs if rnd % 2 == 0 else runs[::-1]:
                 name, scale = _split(label)
-                cmd = [sys.executable, "-m", "batchsr", str(folders[scale]), str(Path(tmp) / f"out_{label}_{p}"),
-                       "--model", name, "--scale", str(scale), "--precision", p, "--no-psnr", "--quiet",
-                       "--overwrite"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "batchsr",
+                    str(folders[scale]),
+                    str(Path(tmp) / f"out_{label}_{p}"),
+                    "--model",
+                    name,
+                    "--scale",
+                    str(scale),
+                    "--precision",
+                    p,
+                    "--no-psnr",
+                    "--quiet",
+                    "--overwrite",
+                ]
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode:
@@ -84,14 +103,22 @@ def speed(labels: list[str], images: int, repeat: int) -> str:
             f, q = (statistics.median(times[(label, p)]) for p in ("fp32", "int8"))
             rows.append(f"| {label} | {f:.2f} | {q:.2f} | {f / q:.2f}x |")
     auto = choose_precision("auto", ["CPUExecutionProvider"], cpu_flags())
-    return "\n".join([f"{images} bicubic B100 LR images per model, end to end (read, upscale, write PNG), median "
-                      f"of {repeat} rounds; CPU: {cpu_name()}; --precision auto picks {auto} here", "",
-                      "| model | fp32 s | int8 s | int8 speed-up |", "| --- | ---: | ---: | ---: |", *rows])
+    return "\n".join(
+        [
+            f"{images} bicubic B100 LR images per model, end to end (read, upscale, write PNG), median "
+            f"of {repeat} rounds; CPU: {cpu_name()}; --precision auto picks {auto} here",
+            "",
+            "| model | fp32 s | int8 s | int8 speed-up |",
+            "| --- | ---: | ---: | ---: |",
+            *rows,
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="benchmarks/precision.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="benchmarks/precision.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quality")
     q.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"], choices=sorted(SETS))

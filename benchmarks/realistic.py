@@ -36,8 +36,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import SHARED, methods  # noqa: E402
 
-SETS = {"B100": SHARED / "data/bsds500/val", "Set14": SHARED / "data/benchmarks/Set14",
-        "Set5": SHARED / "data/benchmarks/Set5"}
+SETS = {
+    "B100": SHARED / "data/bsds500/val",
+    "Set14": SHARED / "data/benchmarks/Set14",
+    "Set5": SHARED / "data/benchmarks/Set5",
+}
 PEER_NAMES = ("bicubic", "espcn", "realesrgan-general", "realesrgan-anime")
 
 
@@ -72,9 +75,18 @@ def quality(scales: list[int], sets: list[str], names: list[str], degradation: s
                 t0 = time.perf_counter()
                 q = [score(gt, m.upscale(lr), scale) for _, gt, lr in data]
                 colour, _ = mean_colour([x.cpsnr for x in q])
-                rows.append({"scale": scale, "set": set_name, "method": m.label, "images": len(q),
-                             "psnr": float(np.mean([x.psnr for x in q])), "ssim": float(np.mean([x.ssim for x in q])),
-                             "colour": colour, "seconds": time.perf_counter() - t0})
+                rows.append(
+                    {
+                        "scale": scale,
+                        "set": set_name,
+                        "method": m.label,
+                        "images": len(q),
+                        "psnr": float(np.mean([x.psnr for x in q])),
+                        "ssim": float(np.mean([x.ssim for x in q])),
+                        "colour": colour,
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
                 print(f"  x{scale} {set_name} {m.label}: {rows[-1]['psnr']:.2f} / {rows[-1]['ssim']:.4f}", flush=True)
     return rows
 
@@ -82,8 +94,12 @@ def quality(scales: list[int], sets: list[str], names: list[str], degradation: s
 def quality_table(rows: list[dict], degradation: str) -> str:
     sets = list(dict.fromkeys(r["set"] for r in rows))
     head = " | ".join(f"{s} PSNR-Y / SSIM / colour" for s in sets)
-    out = [f"{degradation} LR; PSNR-Y dB / SSIM / PSNR on Cb/Cr dB (colour images)", "",
-           f"| x | method | {head} |", "| --- | --- |" + " ---: |" * len(sets)]
+    out = [
+        f"{degradation} LR; PSNR-Y dB / SSIM / PSNR on Cb/Cr dB (colour images)",
+        "",
+        f"| x | method | {head} |",
+        "| --- | --- |" + " ---: |" * len(sets),
+    ]
     for scale in dict.fromkeys(r["scale"] for r in rows):
         for label in dict.fromkeys(r["method"] for r in rows if r["scale"] == scale):
             cells = []
@@ -120,11 +136,25 @@ def speed(scale: int, images: int, repeat: int, names: list[str]) -> list[dict]:
                 cmds[n] = [sys.executable, __file__, "_child", n, str(scale), str(src), out]
             else:  # NAME or NAME:int8 (the float build unless said)
                 name, _, precision = n.partition(":")
-                cmds[n] = [sys.executable, "-m", "batchsr", str(src), out, "--model", name, "--scale", str(scale),
-                           "--precision", precision or "fp32", "--no-psnr", "--quiet", "--overwrite"]
+                cmds[n] = [
+                    sys.executable,
+                    "-m",
+                    "batchsr",
+                    str(src),
+                    out,
+                    "--model",
+                    name,
+                    "--scale",
+                    str(scale),
+                    "--precision",
+                    precision or "fp32",
+                    "--no-psnr",
+                    "--quiet",
+                    "--overwrite",
+                ]
         times: dict[str, list[float]] = {n: [] for n in names}
         for r in range(repeat):
-            for n in (names if r % 2 == 0 else names[::-1]):
+            for n in names if r % 2 == 0 else names[::-1]:
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmds[n], capture_output=True, text=True)
                 if proc.returncode:
@@ -133,15 +163,21 @@ def speed(scale: int, images: int, repeat: int, names: list[str]) -> list[dict]:
                 made = len(list(outs[n].glob("*.png")))
                 if made != images:
                     raise RuntimeError(f"{n} wrote {made} of {images} outputs")
-    return [{"method": n, "images": images, "seconds": statistics.median(t), "low": min(t), "high": max(t)}
-            for n, t in times.items()]
+    return [
+        {"method": n, "images": images, "seconds": statistics.median(t), "low": min(t), "high": max(t)}
+        for n, t in times.items()
+    ]
 
 
 def speed_table(rows: list[dict], scale: int, reference: str = "realesrgan-general") -> str:
     ref = next((r["seconds"] for r in rows if r["method"] == reference), None)
-    out = [f"x{scale}, {rows[0]['images']} realistic B100 LR images, end to end (read, upscale, write PNG), "
-           f"median of rounds; CPU: {cpu_name()}", "",
-           f"| method | seconds (lowest-highest) | speed vs {reference} |", "| --- | ---: | ---: |"]
+    out = [
+        f"x{scale}, {rows[0]['images']} realistic B100 LR images, end to end (read, upscale, write PNG), "
+        f"median of rounds; CPU: {cpu_name()}",
+        "",
+        f"| method | seconds (lowest-highest) | speed vs {reference} |",
+        "| --- | ---: | ---: |",
+    ]
     for r in rows:
         vs = f"{ref / r['seconds']:.1f}x" if ref else ""
         out.append(f"| {r['method']} | {r['seconds']:.2f} ({r['low']:.2f}-{r['high']:.2f}) | {vs} |")
@@ -152,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_child"]:
         return _child(*argv[1:])
-    ap = argparse.ArgumentParser(prog="benchmarks/realistic.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="benchmarks/realistic.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quality")
     q.add_argument("--scales", type=int, nargs="+", default=[3, 4], choices=(2, 3, 4))
@@ -165,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--scale", type=int, default=3, choices=(2, 3, 4))
     s.add_argument("--images", type=int, default=30)
     s.add_argument("--repeat", type=int, default=3)
-    s.add_argument("--methods", nargs="+", default=["realesrgan-general", "realesrgan-anime", "espcn",
-                                                     "default", "photo", "photo:int8"])
+    s.add_argument(
+        "--methods",
+        nargs="+",
+        default=["realesrgan-general", "realesrgan-anime", "espcn", "default", "photo", "photo:int8"],
+    )
     a = ap.parse_args(argv)
     if a.cmd == "quality":
         rows = quality(a.scales, a.sets, a.methods, a.degradation, a.limit)

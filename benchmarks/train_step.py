@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="benchmarks/train_step.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="benchmarks/train_step.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--arch", default="skip7x64")
     ap.add_argument("--scale", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)
@@ -36,25 +37,29 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from realistic import cpu_name
+
     from train.loop import TrainConfig, build
 
     rng = np.random.default_rng(0)
     x = rng.random((a.batch, a.patch, a.patch, 1), dtype=np.float32)
     y = rng.random((a.batch, a.patch * a.scale, a.patch * a.scale, 1), dtype=np.float32)
-    models = {p: build(TrainConfig(arch=a.arch, scale=a.scale, steps=1000, precision=p))
-              for p in ("float32", "mixed_bfloat16")}
+    models = {
+        p: build(TrainConfig(arch=a.arch, scale=a.scale, steps=1000, precision=p))
+        for p in ("float32", "mixed_bfloat16")
+    }
     for m in models.values():
         m.train_on_batch(x, y)
         m.train_on_batch(x, y)
     times = {p: [] for p in models}
     for r in range(a.rounds):
-        for p in (list(models) if r % 2 == 0 else list(models)[::-1]):
+        for p in list(models) if r % 2 == 0 else list(models)[::-1]:
             t0 = time.perf_counter()
             for _ in range(a.steps):
                 models[p].train_on_batch(x, y)
             times[p].append((time.perf_counter() - t0) / a.steps)
-    print(f"{a.arch} x{a.scale}, batch {a.batch} of {a.patch}x{a.patch} LR; CPU: {cpu_name()}, "
-          f"{os.cpu_count()} cores\n")
+    print(
+        f"{a.arch} x{a.scale}, batch {a.batch} of {a.patch}x{a.patch} LR; CPU: {cpu_name()}, {os.cpu_count()} cores\n"
+    )
     print("| precision | s / step (median of rounds) |\n| --- | ---: |")
     for p, t in times.items():
         print(f"| {p} | {statistics.median(t):.3f} |")

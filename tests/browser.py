@@ -17,8 +17,9 @@ from PIL import Image
 
 NAMES = ("chromium", "chromium-browser")
 PACKAGES = ("chromium", "fonts-dejavu-core")  # a font, so a minimal image renders text too
-INSTALL_COMMAND = ("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
-                   "--no-install-recommends " + " ".join(PACKAGES))
+INSTALL_COMMAND = (
+    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends " + " ".join(PACKAGES)
+)
 
 
 class BrowserError(Exception):
@@ -47,19 +48,39 @@ def ensure_chromium() -> str:
     return exe
 
 
-def render(exe: str, page: Path, profile: Path, width: int, height: int,
-           screenshot: Path | None = None, javascript: bool = True) -> str:
+def render(
+    exe: str,
+    page: Path,
+    profile: Path,
+    width: int,
+    height: int,
+    screenshot: Path | None = None,
+    javascript: bool = True,
+) -> str:
     """Open ``page`` from disk in headless Chromium; return the DOM after its scripts ran.
 
     The window is ``width`` x ``height``; ``screenshot`` (PNG) captures it.
     Network names do not resolve, so anything the page fetched from the
     internet would fail to load.
     """
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-extensions", "--mute-audio", "--hide-scrollbars",
-           "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={profile}",
-           f"--window-size={width},{height}", "--virtual-time-budget=5000"]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--mute-audio",
+        "--hide-scrollbars",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+        "--virtual-time-budget=5000",
+    ]
     if not javascript:
         cmd.append("--blink-settings=scriptEnabled=false")
     if screenshot is not None:

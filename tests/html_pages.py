@@ -5,11 +5,11 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
+from conftest import photo
 from PIL import Image
 
 from batchsr.config import REPORT_NAME
 from batchsr.report import CsvReport, Row
-from conftest import photo
 
 
 class Page(HTMLParser):
@@ -56,8 +56,14 @@ def write_run(out: Path, inputs: Path, specs, scale: int = 3) -> list[Row]:
     inputs.mkdir(parents=True, exist_ok=True)
     for k, (name, status, gain) in enumerate(specs):
         src = inputs / name
-        row = Row(input=str(src), status=status, model="test x3", providers="CPUExecutionProvider",
-                  seconds=0.25 + 0.01 * k, scale=scale)
+        row = Row(
+            input=str(src),
+            status=status,
+            model="test x3",
+            providers="CPUExecutionProvider",
+            seconds=0.25 + 0.01 * k,
+            scale=scale,
+        )
         if status == "ok":
             im = photo(k, 40 + k, 30)
             im.save(src)

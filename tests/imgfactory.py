@@ -27,16 +27,24 @@ def png16(path: Path, u16: np.ndarray) -> Path:
     h, w, c = a.shape
     color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     raw = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
-    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(raw))
+        + _chunk(b"IEND", b"")
+    )
     Path(path).write_bytes(data)
     return Path(path)
 
 
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG that claims ``width`` x ``height`` (a decompression bomb's header) with almost no data."""
-    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b""))
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
     Path(path).write_bytes(data)
     return Path(path)
 
@@ -74,9 +82,22 @@ def cmyk_profile() -> bytes:
         table += sig + struct.pack(">II", 128 + table_len + len(body), len(data))
         body += data + b"\0" * (-len(data) % 4)
     size = 128 + table_len + len(body)
-    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"prtr" + b"CMYK" + b"Lab "
-              + b"\0" * 12 + b"acsp" + b"\0" * 24 + struct.pack(">I", 0)
-              + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + b"\0" * 48)
+    header = (
+        struct.pack(">I", size)
+        + b"lcms"
+        + bytes([2, 0x10, 0, 0])
+        + b"prtr"
+        + b"CMYK"
+        + b"Lab "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 24
+        + struct.pack(">I", 0)
+        + _s15(0.9642)
+        + _s15(1.0)
+        + _s15(0.8249)
+        + b"\0" * 48
+    )
     assert len(header) == 128
     return header + table + body
 
@@ -96,9 +117,16 @@ def exif_with(orientation: int | None = None) -> Image.Exif:
 
 
 # Pillow transposition that undoes what exif_transpose does for each orientation.
-_UNDO = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-         4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
-         7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
+_UNDO = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
 
 
 def stored_for(upright: Image.Image, orientation: int) -> Image.Image:
@@ -111,5 +139,5 @@ def marker_image(w: int = 36, h: int = 24) -> Image.Image:
     """Dark grey, a white block at the top-left and a mid-grey one at the top-right: any flip or turn shows."""
     a = np.full((h, w, 3), 40, np.uint8)
     a[: h // 3, : w // 3] = 250
-    a[: h // 3, -w // 4:] = 140
+    a[: h // 3, -w // 4 :] = 140
     return Image.fromarray(a)

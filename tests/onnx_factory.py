@@ -13,8 +13,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def conv_net(path: Path, scale: int = 3, kernels=(5, 3, 3), width: int = 8, seed: int = 0,
-             metadata: dict | None = None, skip: bool = True) -> Path:
+def conv_net(
+    path: Path,
+    scale: int = 3,
+    kernels=(5, 3, 3),
+    width: int = 8,
+    seed: int = 0,
+    metadata: dict | None = None,
+    skip: bool = True,
+) -> Path:
     """NHWC [N,H,W,1] -> [N,H*s,W*s,1]: convs (zero 'same' padding, ReLU between) + depth-to-space.
 
     Receptive radius = sum((k-1)//2). With ``skip`` the input (repeated s^2
@@ -43,14 +50,15 @@ def conv_net(path: Path, scale: int = 3, kernels=(5, 3, 3), width: int = 8, seed
     nodes.append(helper.make_node("DepthToSpace", [last], ["d2s"], blocksize=scale, mode="DCR"))
     nodes.append(helper.make_node("Transpose", ["d2s"], ["out"], perm=[0, 2, 3, 1]))
     graph = helper.make_graph(
-        nodes, "test_net",
+        nodes,
+        "test_net",
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "H", "W", 1])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", "Hs", "Ws", 1])],
-        inits)
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    meta = {"name": path.stem, "scale": scale, "arch": "test",
-            "receptive_radius": sum((k - 1) // 2 for k in kernels)}
+    meta = {"name": path.stem, "scale": scale, "arch": "test", "receptive_radius": sum((k - 1) // 2 for k in kernels)}
     if metadata is not None:
         meta = {k: v for k, v in {**meta, **metadata}.items() if v is not None}
     for k, v in meta.items():

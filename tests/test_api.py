@@ -1,10 +1,10 @@
 """The library API: batchsr.upscale and batchsr.run_folder."""
 
 import numpy as np
+from conftest import photo
 
 import batchsr
 from batchsr.report import read_rows
-from conftest import photo
 
 
 def test_upscale_keeps_mode_and_scales(random_model_path):

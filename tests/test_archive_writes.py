@@ -7,17 +7,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, photo
 
 from batchsr import pipeline
 from batchsr.config import ASSETS_NAME, HTML_NAME, REPORT_NAME, RunConfig
 from batchsr.lock import LOCK_NAME
 from batchsr.resume import STATE_NAME
-from conftest import ROOT, photo
 
 
 def _cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "batchsr", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "batchsr", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _inputs(folder: Path, n: int = 2) -> None:
@@ -204,8 +205,15 @@ def test_a_lock_that_cannot_be_taken_is_rc_2(tmp_path, random_model_path):
 def test_a_report_that_cannot_be_written_is_rc_2(tmp_path, random_model_path):
     _inputs(tmp_path / "in")
     (tmp_path / "file.txt").write_text("x")
-    r = _cli(tmp_path / "in", tmp_path / "out", "--model", random_model_path, "--no-psnr",
-             "--report", tmp_path / "file.txt" / "r.csv")
+    r = _cli(
+        tmp_path / "in",
+        tmp_path / "out",
+        "--model",
+        random_model_path,
+        "--no-psnr",
+        "--report",
+        tmp_path / "file.txt" / "r.csv",
+    )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]

@@ -41,7 +41,7 @@ def test_bands_cover_the_output_in_order(random_model):
     px = np.random.default_rng(0).uniform(0, 1, (40, 9, 3)).astype(np.float32)
     bands = [(r0, r1) for r0, r1, _ in upscale_bands(px, random_model, tile=7)]
     assert bands[0][0] == 0 and bands[-1][1] == 120 and len(bands) == 6
-    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:]))
+    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:], strict=False))
 
 
 def test_memory_budget_lets_small_images_share_and_big_ones_run_alone():
@@ -73,6 +73,7 @@ def test_compression_level_trades_size_not_pixels(tmp_path, random_model_path):
 
     from batchsr import images
     from batchsr.cli import main
+
     assert images._fast(2) and not images._fast(0) and not images._fast(4)  # ISA-L is installed and used
     src = tmp_path / "in"
     src.mkdir()
@@ -83,8 +84,9 @@ def test_compression_level_trades_size_not_pixels(tmp_path, random_model_path):
     sizes, pixels = {}, {}
     for level in (0, 1, 2, 3, 4, 9):  # stored, ISA-L's three levels, zlib's
         out = tmp_path / f"o{level}"
-        assert main([str(src), str(out), "--model", str(random_model_path), "--compression", str(level),
-                     "--quiet"]) == 0
+        assert (
+            main([str(src), str(out), "--model", str(random_model_path), "--compression", str(level), "--quiet"]) == 0
+        )
         for name in ("p.png", "t.tif"):
             sizes[level, name] = (out / name).stat().st_size
             pixels[level, name] = np.asarray(Image.open(out / name))
@@ -107,8 +109,9 @@ def test_streamed_png_decodes_exactly_across_blocks(tmp_path, bits, channels):
     a = rng.integers(0, 1 << bits, (h, w, channels), dtype=np.int64).astype(dtype)
     a[:, : w // 2] = a[:, : w // 2].mean(axis=0).astype(dtype)  # smooth half, noisy half
     dst = tmp_path / "x.png"
-    bands = [a[r:r + 37] for r in range(0, h, 37)]
-    images.write_atomic(dst, lambda f: images._write_png(f, bands, w, h, channels, bits, exif=None, icc=None,
-                                                          dpi=None, level=1))
+    bands = [a[r : r + 37] for r in range(0, h, 37)]
+    images.write_atomic(
+        dst, lambda f: images._write_png(f, bands, w, h, channels, bits, exif=None, icc=None, dpi=None, level=1)
+    )
     got = np.round(images.load(dst).pixels * ((1 << bits) - 1)).astype(np.int64)
     assert np.array_equal(got, a.astype(np.int64))

@@ -5,9 +5,15 @@ import math
 
 from batchsr import bench
 
-BASE = {"batchsr default x3 end to end": 6.0, "batchsr default x3 model only": 5.0,
-        "batchsr fast x3 end to end": 1.5, "batchsr fast x3 model only": 0.8, "Pillow bicubic": 1.6,
-        "OpenCV dnn_superres ESPCN x3": 2.0, "OpenCV dnn_superres FSRCNN x3": 2.4}
+BASE = {
+    "batchsr default x3 end to end": 6.0,
+    "batchsr default x3 model only": 5.0,
+    "batchsr fast x3 end to end": 1.5,
+    "batchsr fast x3 model only": 0.8,
+    "Pillow bicubic": 1.6,
+    "OpenCV dnn_superres ESPCN x3": 2.0,
+    "OpenCV dnn_superres FSRCNN x3": 2.4,
+}
 
 
 def _fake_runs(monkeypatch, opencv=True):
@@ -40,7 +46,7 @@ def _fake_runs(monkeypatch, opencv=True):
 def test_odd_rounds_run_in_reverse_and_ratios_are_paired(monkeypatch):
     calls = _fake_runs(monkeypatch)
     results = bench.run_bench(images=2, large=0, scale=3, threads=None, repeat=2)
-    first, second = calls[:len(calls) // 2], calls[len(calls) // 2:]
+    first, second = calls[: len(calls) // 2], calls[len(calls) // 2 :]
     assert second == first[::-1]
     row = {r["method"]: r for r in results}
     # Times are medians (here of 1x and 2x the base); ratios are taken within a round, so the slowdown cancels.

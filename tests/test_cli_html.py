@@ -1,13 +1,13 @@
 """``batchsr INPUT OUTPUT --html`` and ``batchsr report OUTPUT`` end to end (random model, no browser)."""
 
 import pytest
+from conftest import photo
+from html_pages import Page
 
 import batchsr
 from batchsr.cli import main
 from batchsr.config import ASSETS_NAME, HTML_NAME, REPORT_NAME
 from batchsr.report import read_rows
-from conftest import photo
-from html_pages import Page
 
 
 @pytest.fixture

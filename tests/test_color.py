@@ -55,7 +55,8 @@ def test_merge_with_unchanged_luma_is_bicubic_colour():
 def test_planes_to_rgb_is_the_inverse_matrix():
     ycc = np.random.default_rng(3).uniform(0, 1, (7, 9, 3)).astype(np.float32)
     reference = (ycc.astype(np.float64) * 255 - [16, 128, 128]) @ np.linalg.inv(
-        [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]).T
+        [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]
+    ).T
     b = color.planes_to_rgb(ycc[..., 0], ycc[..., 1], ycc[..., 2])
     assert np.abs(reference - b).max() < 1e-5
 

@@ -6,11 +6,11 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import photo
+from imgfactory import exif_with, png_header_only
 from PIL import Image, ImageFile, TiffImagePlugin
 
 from batchsr import images
-from conftest import photo
-from imgfactory import exif_with, png_header_only
 
 # ---------------------------------------------------------------- malformed EXIF
 
@@ -28,47 +28,54 @@ def _exif_tiff() -> bytes:
 
 def _entries(t: bytes, ifd_offset: int):
     """(entry offset, tag, type, count) of each entry of the IFD at ``ifd_offset`` (big-endian, as Pillow writes)."""
-    (n,) = struct.unpack(">H", t[ifd_offset:ifd_offset + 2])
+    (n,) = struct.unpack(">H", t[ifd_offset : ifd_offset + 2])
     for i in range(n):
         e = ifd_offset + 2 + 12 * i
-        yield (e, *struct.unpack(">HHI", t[e:e + 8]))
+        yield (e, *struct.unpack(">HHI", t[e : e + 8]))
 
 
-def _edit(tag: int, typ: int | None = None, count: int | None = None, value: bytes | None = None,
-          sub: int | None = None):
+def _edit(
+    tag: int, typ: int | None = None, count: int | None = None, value: bytes | None = None, sub: int | None = None
+):
     """A damage that rewrites one entry (in IFD0, or in sub-IFD ``sub``): type, count, 4 value bytes."""
+
     def damage(t: bytes) -> bytes:
         t = bytearray(t)
         assert t[:2] == b"MM"
         ifd = struct.unpack(">I", t[4:8])[0]
         if sub is not None:
-            ifd = next(struct.unpack(">I", t[e + 8:e + 12])[0] for e, g, *_ in _entries(t, ifd) if g == sub)
+            ifd = next(struct.unpack(">I", t[e + 8 : e + 12])[0] for e, g, *_ in _entries(t, ifd) if g == sub)
         for e, g, old_typ, old_count in _entries(t, ifd):
             if g == tag:
-                struct.pack_into(">HI", t, e + 2, old_typ if typ is None else typ,
-                                 old_count if count is None else count)
+                struct.pack_into(
+                    ">HI", t, e + 2, old_typ if typ is None else typ, old_count if count is None else count
+                )
                 if value is not None:
-                    t[e + 8:e + 12] = value
+                    t[e + 8 : e + 12] = value
                 return bytes(t)
         raise AssertionError(f"tag {tag:#x} not found")
+
     return damage
 
 
 def _point_all(at: int | None = None):
     """Every IFD0 entry that holds an offset points ``at`` (None: at IFD0 itself, a loop)."""
+
     def damage(t: bytes) -> bytes:
         t = bytearray(t)
         ifd = struct.unpack(">I", t[4:8])[0]
-        for e, g, typ, count in _entries(t, ifd):
+        for e, g, _typ, _count in _entries(t, ifd):
             if g in (MAKE, MODEL, XRES, EXIF_IFD, 0x8825) and (at is not None or g in (EXIF_IFD, 0x8825)):
-                t[e + 8:e + 12] = struct.pack(">I", ifd if at is None else at)
+                t[e + 8 : e + 12] = struct.pack(">I", ifd if at is None else at)
         return bytes(t)
+
     return damage
 
 
 def _garbage(prefix: bytes):
     def damage(t: bytes) -> bytes:
         return prefix + bytes(np.random.default_rng(len(prefix)).integers(0, 256, 200, dtype=np.uint8))
+
     return damage
 
 
@@ -82,10 +89,10 @@ def _huge_resolution(t: bytes) -> bytes:
     """XResolution 4294967295/1 dpi: Pillow takes it as the DPI."""
     t = bytearray(t)
     ifd = struct.unpack(">I", t[4:8])[0]
-    for e, g, typ, count in _entries(t, ifd):
+    for e, g, _typ, _count in _entries(t, ifd):
         if g == XRES:
-            (off,) = struct.unpack(">I", t[e + 8:e + 12])
-            t[off:off + 8] = struct.pack(">II", 0xFFFFFFFF, 1)
+            (off,) = struct.unpack(">I", t[e + 8 : e + 12])
+            t[off : off + 8] = struct.pack(">II", 0xFFFFFFFF, 1)
     return bytes(t)
 
 
@@ -98,8 +105,7 @@ EXIF_DAMAGE = {
     "sub-IFDs pointing back at IFD0": (_point_all(None), True, ()),
     "entry count beyond the data": (_ifd_count, None, ()),
     "orientation as text": (_edit(ORIENTATION, typ=2, count=2, value=b"6\0\0\0"), False, (MODEL,)),
-    "orientation as a rational outside the data": (_edit(ORIENTATION, typ=5, value=b"\x7f\xff\xff\xf0"),
-                                                   False, ()),
+    "orientation as a rational outside the data": (_edit(ORIENTATION, typ=5, value=b"\x7f\xff\xff\xf0"), False, ()),
     "orientation 9": (_edit(ORIENTATION, value=b"\0\x09\0\0"), False, (MODEL,)),
     "orientation 0": (_edit(ORIENTATION, value=b"\0\0\0\0"), False, (MODEL,)),
     "orientation of an unknown type": (_edit(ORIENTATION, typ=99), False, (MODEL,)),
@@ -122,8 +128,6 @@ def _jpeg(payload: bytes | None) -> bytes:
     if payload is None:
         return data
     return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
-
-
 
 
 @pytest.mark.parametrize("name", list(EXIF_DAMAGE))
@@ -197,7 +201,8 @@ def test_a_jpeg_cut_short_with_an_end_marker_is_an_error(tmp_path, progressive, 
 
 @pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
 def test_a_cut_jpeg_is_an_error_even_if_the_caller_lets_pillow_load_truncated_images(
-        tmp_path, progressive, monkeypatch):
+    tmp_path, progressive, monkeypatch
+):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     data = _photo_jpeg(progressive)
     p = tmp_path / "cut.jpg"
@@ -222,8 +227,18 @@ def _grey_bottom(mode: str = "RGB") -> Image.Image:
     return im if mode == "RGB" else im.convert(mode)
 
 
-@pytest.mark.parametrize("case", ["grey bottom", "grey bottom, grey", "all grey, quality 1", "progressive",
-                                  "restart markers", "data after the end marker", "grey bottom, 4:4:4"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "grey bottom",
+        "grey bottom, grey",
+        "all grey, quality 1",
+        "progressive",
+        "restart markers",
+        "data after the end marker",
+        "grey bottom, 4:4:4",
+    ],
+)
 def test_complete_jpegs_are_not_called_damaged(tmp_path, case):
     buf = io.BytesIO()
     if case == "grey bottom":
@@ -263,8 +278,10 @@ def _tiny_jpeg_claiming(w: int, h: int) -> bytes:
 @pytest.fixture
 def no_decoding(monkeypatch):
     """Any pixel decoding fails the test: a refusal must come from the header alone."""
+
     def load(self):
         raise AssertionError("pixels were decoded")
+
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
 
 
@@ -283,8 +300,16 @@ def test_a_tiny_png_claiming_a_huge_picture_is_refused_from_its_header(tmp_path,
         images.load(p)
 
 
-@pytest.mark.parametrize("case", ["flat grey JPEG, quality 1, optimised", "flat RGB JPEG, quality 1",
-                                  "flat progressive JPEG", "flat 1-bit PNG", "flat palette GIF"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "flat grey JPEG, quality 1, optimised",
+        "flat RGB JPEG, quality 1",
+        "flat progressive JPEG",
+        "flat 1-bit PNG",
+        "flat palette GIF",
+    ],
+)
 def test_the_most_compressible_real_files_are_not_refused(tmp_path, case):
     """The extremes the density bounds were measured on (images.MAX_PIXELS_PER_BYTE) still load."""
     p = tmp_path / "flat"
@@ -306,8 +331,15 @@ def test_the_most_compressible_real_files_are_not_refused(tmp_path, case):
     assert images.load(p).width > 0
 
 
-@pytest.mark.parametrize("name", ["camera make stored as a rational", "sub-IFDs pointing back at IFD0",
-                                  "orientation 9", "garbage after a TIFF header"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "camera make stored as a rational",
+        "sub-IFDs pointing back at IFD0",
+        "orientation 9",
+        "garbage after a TIFF header",
+    ],
+)
 def test_upright_turns_like_load_and_never_raises(tmp_path, name):
     """The HTML page draws inputs through images.upright: the same turn as load, whatever the EXIF
     (ImageOps.exif_transpose raised AttributeError on the first)."""

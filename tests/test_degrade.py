@@ -9,8 +9,9 @@ from batchsr.degrade import Realistic, degrade, degrade_realistic, mod_crop
 
 # A realistic chain with every stage switched off but the final resize: the
 # baseline each stage test switches one thing on against.
-NOTHING = Realistic(bicubic_share=0.0, second_stage=0.0, shuffle=0.0, blur=0.0, noise=0.0, jpeg=0.0,
-                    resamplers=("bicubic",))
+NOTHING = Realistic(
+    bicubic_share=0.0, second_stage=0.0, shuffle=0.0, blur=0.0, noise=0.0, jpeg=0.0, resamplers=("bicubic",)
+)
 
 
 def _photo(h=96, w=120, seed=0):
@@ -53,7 +54,7 @@ def test_gaussian_kernel_has_the_sigmas_it_says(sx, sy, theta):
     assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
     assert k.sum() == pytest.approx(1.0, abs=1e-6)
     r = k.shape[0] // 2
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     assert (k * xx).sum() == pytest.approx(0, abs=1e-6) and (k * yy).sum() == pytest.approx(0, abs=1e-6)  # centred
     # Variance along the rotated axes (a 3-sigma kernel keeps ~99 % of it; below ~0.8 px
     # a sampled Gaussian is narrower than its sigma, as every sampled kernel is).
@@ -70,7 +71,7 @@ def test_blur_of_an_impulse_is_the_kernel_and_keeps_the_mean():
     img[20, 18] = 1.0
     out = d.blur(img, k)
     assert out.shape == img.shape
-    np.testing.assert_allclose(out[20 - r:20 + r + 1, 18 - r:18 + r + 1, 1], k[::-1, ::-1], atol=1e-6)
+    np.testing.assert_allclose(out[20 - r : 20 + r + 1, 18 - r : 18 + r + 1, 1], k[::-1, ::-1], atol=1e-6)
     flat = np.full((30, 30, 3), 0.6, np.float32)
     np.testing.assert_allclose(d.blur(flat, k), flat, atol=1e-5)  # mirrored borders: no dark frame
 
@@ -141,8 +142,9 @@ def test_with_every_stage_off_it_is_bicubic():
 def test_lr_and_hr_stay_aligned_through_any_chain(scale, seed):
     """A bright dot's centroid lands where pixel-centre geometry says, whatever the blur,
     the intermediate size and the resampler: no fractional drift between the pair."""
-    r = Realistic(bicubic_share=0.0, second_stage=1.0 if seed % 2 else 0.0, noise=0.0, jpeg=0.0,
-                  jpeg_first=0.0, shuffle=1.0)
+    r = Realistic(
+        bicubic_share=0.0, second_stage=1.0 if seed % 2 else 0.0, noise=0.0, jpeg=0.0, jpeg_first=0.0, shuffle=1.0
+    )
     h, w = 36 * scale, 48 * scale
     yy, xx = np.mgrid[0:h, 0:w]
     cy, cx = 17.3 * scale, 25.8 * scale
@@ -150,7 +152,7 @@ def test_lr_and_hr_stay_aligned_through_any_chain(scale, seed):
     gt = np.repeat(dot[..., None], 3, axis=2).astype(np.uint8)
     lr = d.realistic_lr(gt, scale, np.random.default_rng(seed), r)[..., 0].astype(np.float64) - 20
     lr = np.clip(lr, 0, None)
-    ly, lx = np.mgrid[0:lr.shape[0], 0:lr.shape[1]]
+    ly, lx = np.mgrid[0 : lr.shape[0], 0 : lr.shape[1]]
     got = ((ly * lr).sum() / lr.sum(), (lx * lr).sum() / lr.sum())
     want = ((cy + 0.5) / scale - 0.5, (cx + 0.5) / scale - 0.5)
     assert got == pytest.approx(want, abs=0.08)
@@ -181,7 +183,8 @@ def test_each_kind_of_damage_shows_in_the_lr():
 
 def test_a_grey_photo_stays_grey():
     g = _photo()[..., :1].repeat(3, axis=2)
-    _, lr = degrade_realistic(Image.fromarray(g), 3, 5, Realistic(bicubic_share=0.0, noise=1.0, jpeg=0.0,
-                                                                     jpeg_first=0.0))
+    _, lr = degrade_realistic(
+        Image.fromarray(g), 3, 5, Realistic(bicubic_share=0.0, noise=1.0, jpeg=0.0, jpeg_first=0.0)
+    )
     a = np.asarray(lr)
     assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])

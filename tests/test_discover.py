@@ -3,8 +3,9 @@
 import os
 from pathlib import Path
 
-from batchsr.discover import Job, Skip, discover, sniff
 from conftest import photo
+
+from batchsr.discover import Job, Skip, discover, sniff
 
 
 def _names(items, kind=Job):
@@ -59,8 +60,9 @@ def test_sniff_signatures():
 
 def test_two_inputs_never_share_an_output(tmp_path):
     for name in ("a.jpg", "a.png", "a.gif", "A.PNG"):
-        photo(0, 8, 8).save(tmp_path / name, format={"jpg": "JPEG", "png": "PNG", "gif": "GIF",
-                                                      "PNG": "PNG"}[name.rsplit(".", 1)[1]])
+        photo(0, 8, 8).save(
+            tmp_path / name, format={"jpg": "JPEG", "png": "PNG", "gif": "GIF", "PNG": "PNG"}[name.rsplit(".", 1)[1]]
+        )
     for fmt in ("keep", "png", "jpg"):
         jobs = [j for j in discover(tmp_path, tmp_path / "out", fmt) if isinstance(j, Job)]
         outs = [j.rel.name.casefold() for j in jobs]
@@ -68,7 +70,11 @@ def test_two_inputs_never_share_an_output(tmp_path):
     jobs = {j.src.name: j for j in discover(tmp_path, tmp_path / "out", "keep") if isinstance(j, Job)}
     # Sorted order decides between names that differ only in case (A.PNG < a.png).
     assert {n: j.rel.name for n, j in jobs.items()} == {
-        "A.PNG": "A.PNG", "a.gif": "a.gif.png", "a.jpg": "a.jpg", "a.png": "a-2.png"}
+        "A.PNG": "A.PNG",
+        "a.gif": "a.gif.png",
+        "a.jpg": "a.jpg",
+        "a.png": "a-2.png",
+    }
     assert "output renamed to a.gif.png: A.PNG also maps to a.png" in jobs["a.gif"].notes
     again = [j.rel for j in discover(tmp_path, tmp_path / "out", "keep") if isinstance(j, Job)]
     assert again == [j.rel for j in jobs.values()]  # deterministic

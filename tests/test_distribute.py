@@ -5,11 +5,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import photo
 
 from batchsr.cli import main
 from batchsr.distribute import LocalDistributor
 from batchsr.report import read_rows
-from conftest import photo
 
 
 @pytest.mark.parametrize("jobs", [1, 3])

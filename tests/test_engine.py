@@ -38,8 +38,9 @@ def test_engine_reports_its_providers(random_model):
     assert random_model.radius == 4 and random_model.scale == 3
 
 
-@pytest.mark.parametrize("providers,expected", [([CUDA, CPU], True), ([COREML, CPU], True), ([CPU], False),
-                                                ([], False)])
+@pytest.mark.parametrize(
+    "providers,expected", [([CUDA, CPU], True), ([COREML, CPU], True), ([CPU], False), ([], False)]
+)
 def test_tiles_are_batched_on_accelerators_only(providers, expected):
     from types import SimpleNamespace
 
@@ -73,13 +74,22 @@ def test_a_run_leaves_no_onnxruntime_telemetry_behind(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), np.uint8)).save(inp / "a.png")
     env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
     env["HOME"] = str(home)
-    subprocess.run([sys.executable, "-m", "batchsr", str(inp), str(tmp_path / "out"), "--quiet", "--no-psnr"],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "batchsr", str(inp), str(tmp_path / "out"), "--quiet", "--no-psnr"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     assert (tmp_path / "out" / "a.png").is_file()
     assert not (home / ".cache" / "Microsoft").exists()
     probe = "import os, batchsr.engine; print(os.environ['ORT_DISABLE_TELEMETRY'])"
-    kept = subprocess.run([sys.executable, "-c", probe], env={**env, "ORT_DISABLE_TELEMETRY": "0"},
-                          capture_output=True, text=True, check=True)
+    kept = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "ORT_DISABLE_TELEMETRY": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert kept.stdout.strip() == "0"  # the user's own setting wins
 
 
@@ -90,8 +100,10 @@ def test_placement_is_what_onnxruntime_measured_not_the_registered_list():
     m = models.load("fast", 3)
     assert set(m.engine.placement) == {"CPUExecutionProvider"} and m.engine.placement["CPUExecutionProvider"] > 0
     assert m.engine.ran_on == "CPUExecutionProvider"
-    assert placement_label({"CoreMLExecutionProvider": 17, "CPUExecutionProvider": 2}) == \
-        "CoreMLExecutionProvider 17/19, CPUExecutionProvider 2/19"
+    assert (
+        placement_label({"CoreMLExecutionProvider": 17, "CPUExecutionProvider": 2})
+        == "CoreMLExecutionProvider 17/19, CPUExecutionProvider 2/19"
+    )
     assert placement_label({}) == ""
 
 

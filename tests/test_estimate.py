@@ -59,6 +59,7 @@ def white(shape, seed: int = 1) -> np.ndarray:
 
 # --- JPEG quality -------------------------------------------------------------------------------
 
+
 def test_pillow_gives_tables_in_natural_order():
     q = reopen(sample_image(), quality=50).quantization
     assert list(q[0]) == list(E._K1) and list(q[1]) == list(E._K2)
@@ -124,6 +125,7 @@ def test_not_a_jpeg_is_none(tmp_path):
 
 
 # --- noise --------------------------------------------------------------------------------------
+
 
 def test_chi2_constants():
     from scipy import stats  # an independent oracle (scikit-image, of the test extra, brings scipy)
@@ -215,7 +217,7 @@ def test_flat_tiny_and_wrong_planes():
 def test_big_planes_are_sampled_deterministically(monkeypatch):
     h, w = 1500, 1600  # 2.4 Mpixel: over the limit, so a fixed-seed sample of 61 tiles (1 Mpixel)
     y = smooth_planes(h, w)["radial"] + 4 * white((h, w))
-    assert len(E._tiles(y)) == E._SAMPLE // E._TILE ** 2
+    assert len(E._tiles(y)) == E._SAMPLE // E._TILE**2
     sampled = E.noise_sigma(y)
     assert sampled == E.noise_sigma(y.copy()) and abs(sampled - 4) < 0.1
     monkeypatch.setattr(E, "_MAX_PIXELS", h * w)
@@ -236,11 +238,14 @@ def test_estimate_gives_frozen_damage(shared):
 
 # --- the error table (not a test) ----------------------------------------------------------------
 
+
 def immerkaer_edges(y: np.ndarray, keep: float = 0.9) -> float:
     """Immerkaer's Laplacian-difference estimator over the 90% lowest-Sobel pixels (Tai & Yang)."""
+
     def conv(k):
         h, w = y.shape
-        return sum(k[i][j] * y[i:h - 2 + i, j:w - 2 + j] for i in range(3) for j in range(3) if k[i][j])
+        return sum(k[i][j] * y[i : h - 2 + i, j : w - 2 + j] for i in range(3) for j in range(3) if k[i][j])
+
     r = conv([[1, -2, 1], [-2, 4, -2], [1, -2, 1]])
     g = np.abs(conv([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])) + np.abs(conv([[-1, -2, -1], [0, 0, 0], [1, 2, 1]]))
     return float(np.sqrt(np.pi / 2) / 6 * np.abs(r[g <= np.quantile(g, keep)]).mean())
@@ -254,24 +259,32 @@ def donoho_mad(y: np.ndarray) -> float:
 
 
 def error_table(shared: Path, small: bool = False) -> None:
-    methods = {"estimate.noise_sigma": E.noise_sigma, "Immerkaer, edges excluded": immerkaer_edges,
-               "Donoho MAD, Haar HH": donoho_mad}
+    methods = {
+        "estimate.noise_sigma": E.noise_sigma,
+        "Immerkaer, edges excluded": immerkaer_edges,
+        "Donoho MAD, Haar HH": donoho_mad,
+    }
     rows = {m: [] for m in methods}
     for path in sorted((shared / "data" / "bsds500" / "val").glob("*.jpg")):
         y = b100_y(shared, path.stem, small)
         noise = white(y.shape)
         for m, f in methods.items():
             rows[m].append([f(y)] + [f(y + s * noise) for s in SIGMAS])
-    print(f"{len(rows[m])} photos, {'x3 LR' if small else 'full size'}; own: median p90 max (#>=2); "
-          "max |est - hypot(s, own)|; worst est - s at s =", SIGMAS)
+    print(
+        f"{len(rows[m])} photos, {'x3 LR' if small else 'full size'}; own: median p90 max (#>=2); "
+        "max |est - hypot(s, own)|; worst est - s at s =",
+        SIGMAS,
+    )
     for m, r in rows.items():
         r = np.array(r)
         own, est = r[:, 0], r[:, 1:]
         quad = np.abs(est - np.hypot(np.array(SIGMAS), own[:, None])).max()
         err = est - np.array(SIGMAS)
         worst = err[np.abs(err).argmax(axis=0), range(len(SIGMAS))]
-        print(f"{m:28s} {np.median(own):5.2f} {np.quantile(own, .9):5.2f} {own.max():5.2f} ({(own >= 2).sum():2d})"
-              f"  {quad:5.2f}  " + " / ".join(f"{v:+.1f}" for v in worst))
+        print(
+            f"{m:28s} {np.median(own):5.2f} {np.quantile(own, 0.9):5.2f} {own.max():5.2f} ({(own >= 2).sum():2d})"
+            f"  {quad:5.2f}  " + " / ".join(f"{v:+.1f}" for v in worst)
+        )
 
 
 if __name__ == "__main__":

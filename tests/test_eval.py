@@ -11,7 +11,7 @@ def test_eval_table_and_csv(shared, tmp_path, capsys):
     out = tmp_path / "rows.csv"
     assert main(["eval", f"Set5={shared}/data/benchmarks/Set5", "--csv", str(out)]) == 0
     text = capsys.readouterr().out
-    row = next(l for l in text.splitlines() if l.startswith("| Set5 "))
+    row = next(line for line in text.splitlines() if line.startswith("| Set5 "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     n, bic_psnr, bic_ssim, mod_psnr, mod_ssim = int(cells[1]), *map(float, cells[2:6])
     assert n == 5
@@ -29,8 +29,9 @@ def test_eval_rejects_a_missing_folder(tmp_path, capsys):
     assert e.value.code == 2
 
 
-@pytest.mark.parametrize("content,message", [(None, "no images in"), (b"not a png", "cannot evaluate"),
-                                             (b"", "cannot evaluate")])
+@pytest.mark.parametrize(
+    "content,message", [(None, "no images in"), (b"not a png", "cannot evaluate"), (b"", "cannot evaluate")]
+)
 def test_eval_bad_folders_are_one_line_errors(tmp_path, content, message):
     import subprocess
     import sys
@@ -39,14 +40,15 @@ def test_eval_bad_folders_are_one_line_errors(tmp_path, content, message):
 
     if content is not None:
         (tmp_path / "a.png").write_bytes(content)
-    p = subprocess.run([sys.executable, "-m", "batchsr", "eval", str(tmp_path)], capture_output=True, text=True,
-                       cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "batchsr", "eval", str(tmp_path)], capture_output=True, text=True, cwd=ROOT
+    )
     assert p.returncode == 1
     assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
 
 
 def _table_row(text: str, name: str) -> list[float]:
-    row = next(l for l in text.splitlines() if l.startswith(f"| {name} "))
+    row = next(line for line in text.splitlines() if line.startswith(f"| {name} "))
     return [float(c) for c in row.strip("|").split("|")[1:]]
 
 
@@ -78,8 +80,12 @@ def test_image_seed_depends_on_name_scale_and_seed_only():
     from batchsr.evaluate import image_seed
 
     assert image_seed(0, 3, "a.png") == image_seed(0, 3, "a.png")
-    assert len({image_seed(0, 3, "a.png"), image_seed(1, 3, "a.png"), image_seed(0, 4, "a.png"),
-                image_seed(0, 3, "b.png")}) == 4
+    assert (
+        len(
+            {image_seed(0, 3, "a.png"), image_seed(1, 3, "a.png"), image_seed(0, 4, "a.png"), image_seed(0, 3, "b.png")}
+        )
+        == 4
+    )
 
 
 def test_colour_psnr_is_chroma_only_and_none_for_grey():

@@ -32,8 +32,11 @@ def test_a_shipped_graph_is_one_coreml_partition_at_the_tile_shape(entry):
     for config in ("coreml_supported_mlprogram_ops.md", "coreml_supported_neuralnetwork_ops.md"):
         info = usability_checker.check_coreml_partitions(proto, True, config)
         assert (info.num_partitions, info.num_supported_nodes) == (1, info.num_nodes), (
-            config, info.unsupported_ops, info.nodes_unsupported_due_to_dynamic_input,
-            info.ops_with_unsupported_rank)
+            config,
+            info.unsupported_ops,
+            info.nodes_unsupported_due_to_dynamic_input,
+            info.ops_with_unsupported_rank,
+        )
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: f"{e.name}_x{e.scale}")
@@ -79,13 +82,21 @@ def _tf2onnx_like(scale: int, seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Reshape", ["t6", "four"], ["y"]),
     ]
     h, w = 8, 6  # a fixed size keeps the test graph's Reshapes constant
-    inits = [w1, w2, numpy_helper.from_array(np.array([1], np.int64), "ax"),
-             numpy_helper.from_array(np.array([-1, 1, h, w], np.int64), "nchw_shape"),
-             numpy_helper.from_array(np.array([-1, h, w, scale, scale, 1], np.int64), "six"),
-             numpy_helper.from_array(np.array([-1, h * scale, w * scale, 1], np.int64), "four")]
-    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, h, w, 1])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, h * scale, w * scale, 1])],
-                              inits)
+    inits = [
+        w1,
+        w2,
+        numpy_helper.from_array(np.array([1], np.int64), "ax"),
+        numpy_helper.from_array(np.array([-1, 1, h, w], np.int64), "nchw_shape"),
+        numpy_helper.from_array(np.array([-1, h, w, scale, scale, 1], np.int64), "six"),
+        numpy_helper.from_array(np.array([-1, h * scale, w * scale, 1], np.int64), "four"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "t",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, h, w, 1])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, h * scale, w * scale, 1])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -100,8 +111,11 @@ def test_the_rewrite_gives_bit_identical_outputs_with_a_dcr_depth_to_space(scale
 
 
 def test_the_rewrite_refuses_a_graph_it_does_not_know():
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "t",
-                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 2, 1])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2, 2, 1])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "t",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 2, 1])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2, 2, 1])],
+    )
     with pytest.raises(GraphError):
         clean_sub_pixel(helper.make_model(graph), 2)

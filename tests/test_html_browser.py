@@ -6,12 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
-
-from batchsr.cli import main
-from batchsr.config import HTML_NAME, REPORT_NAME
 from browser import ensure_chromium, pixels, render
 from conftest import photo
 from html_pages import Page
+
+from batchsr.cli import main
+from batchsr.config import HTML_NAME, REPORT_NAME
 
 NASTY = "<img src=x onerror=\"document.title='pwned'\">.png"
 MAGENTA = np.array([255, 0, 255])
@@ -56,13 +56,16 @@ def _expected(out):
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] not in ("ok", "skipped")]
     seconds = sum(float(r["seconds"]) for r in rows if r["seconds"] and r["status"] != "skipped")
-    gains = [float(r["psnr_model"]) - float(r["psnr_bicubic"]) for r in ok
-             if r["psnr_model"] and r["psnr_bicubic"]]
-    return {"rows-count": str(len(rows)), "ok-count": str(len(ok)),
-            "skipped-count": str(len(rows) - len(ok) - len(failed)), "failed-count": str(len(failed)),
-            "total-seconds": f"{seconds:.1f} s",
-            "throughput": f"{(len(ok) + len(failed)) / seconds:.2f} images/s",
-            "mean-gain": f"{sum(gains) / len(gains):+.2f} dB"}
+    gains = [float(r["psnr_model"]) - float(r["psnr_bicubic"]) for r in ok if r["psnr_model"] and r["psnr_bicubic"]]
+    return {
+        "rows-count": str(len(rows)),
+        "ok-count": str(len(ok)),
+        "skipped-count": str(len(rows) - len(ok) - len(failed)),
+        "failed-count": str(len(failed)),
+        "total-seconds": f"{seconds:.1f} s",
+        "throughput": f"{(len(ok) + len(failed)) / seconds:.2f} images/s",
+        "mean-gain": f"{sum(gains) / len(gains):+.2f} dB",
+    }
 
 
 def _html_attrs(dom: str) -> dict[str, str]:

@@ -7,18 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import photo
+from html_pages import Page, write_run
 from PIL import Image
 
 from batchsr import html_report
 from batchsr.config import ASSETS_NAME, HTML_NAME, REPORT_NAME
 from batchsr.discover import Job, discover
 from batchsr.report import CsvReport, Row
-from conftest import photo
-from html_pages import Page, write_run
 
-
-SPECS = [("a.png", "ok", 1.25), ("b.png", "ok", -0.5), ("c.png", "ok", 0.75),
-         ("broken.jpg", "error", None), ("d.png", "ok", None), ("old.png", "skipped", None)]
+SPECS = [
+    ("a.png", "ok", 1.25),
+    ("b.png", "ok", -0.5),
+    ("c.png", "ok", 0.75),
+    ("broken.jpg", "error", None),
+    ("d.png", "ok", None),
+    ("old.png", "skipped", None),
+]
 
 
 @pytest.fixture
@@ -48,7 +53,7 @@ def test_summary_numbers_are_the_csvs(run_dir):
 def test_every_failure_is_listed_with_its_reason(run_dir):
     out, _ = run_dir
     text = html_report.build(out).read_text(encoding="utf-8")
-    failures = text[text.index('id="h-failures"'):text.index('id="figures"')]
+    failures = text[text.index('id="h-failures"') : text.index('id="figures"')]
     assert "broken.jpg" in failures and "not an image Pillow can read" in failures
     assert "a.png" not in failures
 
@@ -79,7 +84,7 @@ def test_figures_show_crops_of_input_bicubic_and_output(run_dir):
 
 
 def test_file_names_stay_text(tmp_path):
-    nasty = ['<img src=x onerror="document.title=1">.png', "a<script>alert(1)<b.png", "x&amp;y\".png"]
+    nasty = ['<img src=x onerror="document.title=1">.png', "a<script>alert(1)<b.png", 'x&amp;y".png']
     out = tmp_path / "out"
     write_run(out, tmp_path / "in", [(n, "ok", 0.5) for n in nasty[:2]] + [(nasty[2], "error", None)])
     text = html_report.build(out).read_text(encoding="utf-8")
@@ -95,8 +100,10 @@ def test_file_names_stay_text(tmp_path):
 
 
 def test_stats_and_histogram():
-    rows = [Row(input=f"{i}", psnr_bicubic=30.0, psnr_model=30.0 + g, seconds=0.5, width=10, height=10)
-            for i, g in enumerate([0.0, 0.1, 0.1, 0.35, 2.0, -0.3])]
+    rows = [
+        Row(input=f"{i}", psnr_bicubic=30.0, psnr_model=30.0 + g, seconds=0.5, width=10, height=10)
+        for i, g in enumerate([0.0, 0.1, 0.1, 0.35, 2.0, -0.3])
+    ]
     rows.append(Row(input="x", status="error", error="boom", seconds=1.0))
     st = html_report.run_stats(rows)
     assert (st.ok, st.failed, st.skipped, st.processed) == (6, 1, 0, 7)
@@ -118,8 +125,9 @@ def test_sample_is_bounded_deterministic_and_never_a_failure():
     for i in range(300):
         status = "error" if i % 10 == 0 else "skipped" if i % 10 == 1 else "ok"
         gain = None if i % 10 == 2 else math.sin(i) * 2
-        rows.append(Row(input=f"{i}.png", status=status, psnr_bicubic=30.0,
-                        psnr_model=None if gain is None else 30.0 + gain))
+        rows.append(
+            Row(input=f"{i}.png", status=status, psnr_bicubic=30.0, psnr_model=None if gain is None else 30.0 + gain)
+        )
     picks = html_report.choose_sample(rows, 24, seed=0)
     assert len(picks) == 24 and len({p.number for p in picks}) == 24
     assert all(p.row.status == "ok" and rows[p.number - 1] is p.row for p in picks)
@@ -152,7 +160,7 @@ def test_bicubic_region_is_the_region_of_the_whole_bicubic():
 def test_other_modes_draw(tmp_path):
     out = tmp_path / "out"
     rows = write_run(out, tmp_path / "in", [("grey16.png", "ok", 0.3), ("alpha.png", "ok", 0.2)])
-    ramp = (np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)
+    ramp = np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50
     Image.fromarray(ramp).save(rows[0].input)  # 16-bit grey input
     rgba = np.asarray(photo(9, 40, 30).convert("RGBA")).copy()
     rgba[..., 3] = 128
@@ -173,7 +181,7 @@ def test_missing_and_undecodable_files_become_notes(run_dir):
     text = html_report.build(out).read_text(encoding="utf-8")
     assert "the output file is missing" in text
     assert "could not draw this image" in text
-    assert text.count("<figure class=\"pair\"") == 4
+    assert text.count('<figure class="pair"') == 4
 
 
 def test_rebuild_replaces_the_assets_and_writes_only_inside_output(run_dir, tmp_path):
@@ -213,13 +221,25 @@ def test_20000_rows_make_a_small_page_and_decode_only_the_sample(tmp_path, monke
         for i in range(20000):
             failed = i % 100 == 7
             # every row names the same real files, so any image the builder opens is counted
-            report.write(Row(input=one.input, output="" if failed else one.output,
-                             status="error" if failed else "ok",
-                             error="corrupt or truncated image: broken data stream" if failed else "",
-                             width=40, height=30, out_width=120, out_height=90, scale=3, model="fast x3",
-                             seconds=0.2, psnr_bicubic=28.0, psnr_model=28.0 + (i % 37) / 20,
-                             providers="CPUExecutionProvider",
-                             notes=f"folder{i // 1000}/scan_{i:05d}.jpg"))
+            report.write(
+                Row(
+                    input=one.input,
+                    output="" if failed else one.output,
+                    status="error" if failed else "ok",
+                    error="corrupt or truncated image: broken data stream" if failed else "",
+                    width=40,
+                    height=30,
+                    out_width=120,
+                    out_height=90,
+                    scale=3,
+                    model="fast x3",
+                    seconds=0.2,
+                    psnr_bicubic=28.0,
+                    psnr_model=28.0 + (i % 37) / 20,
+                    providers="CPUExecutionProvider",
+                    notes=f"folder{i // 1000}/scan_{i:05d}.jpg",
+                )
+            )
     page = html_report.build(out)
     assert len(opened) == 2 * html_report.DEFAULT_HTML_SAMPLE  # input and output of each figure
     size = page.stat().st_size

@@ -5,11 +5,11 @@ import io
 import numpy as np
 import pytest
 import tifffile
+from conftest import photo
+from imgfactory import cmyk_profile, exif_with, marker_image, png16, stored_for
 from PIL import Image, ImageCms
 
 from batchsr import images
-from conftest import photo
-from imgfactory import cmyk_profile, exif_with, marker_image, png16, stored_for
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -45,8 +45,9 @@ def test_run_writes_every_orientation_upright_with_tag_reset(tmp_path, default_m
         assert a[40:70, 40:70].mean() < 80, n  # dark bottom
 
 
-@pytest.mark.parametrize("fmt,suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("TIFF", ".tif"),
-                                        ("WEBP", ".webp"), ("AVIF", ".avif")])
+@pytest.mark.parametrize(
+    "fmt,suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("TIFF", ".tif"), ("WEBP", ".webp"), ("AVIF", ".avif")]
+)
 def test_icc_exif_and_dpi_carried_to_the_output(tmp_path, random_model, run_folder, fmt, suffix):
     inp = tmp_path / "in"
     inp.mkdir()
@@ -94,14 +95,21 @@ def test_16bit_png_loads_at_full_precision(tmp_path, channels):
     assert np.array_equal(np.rint(pic.pixels * 65535).astype(np.uint16), a)
 
 
-@pytest.mark.parametrize("channels,byteorder,compression", [(3, "<", None), (3, ">", None), (3, "<", "zlib"),
-                                                            (4, "<", None), (1, "<", None)])
+@pytest.mark.parametrize(
+    "channels,byteorder,compression", [(3, "<", None), (3, ">", None), (3, "<", "zlib"), (4, "<", None), (1, "<", None)]
+)
 def test_16bit_tiff_loads_at_full_precision(tmp_path, channels, byteorder, compression):
     a = _deep(channels, 20, 24, channels)
     p = tmp_path / "d.tif"
     kw = {"extrasamples": ["unassalpha"]} if channels == 4 else {}
-    tifffile.imwrite(p, a if channels > 1 else a[..., 0], photometric="rgb" if channels > 1 else "minisblack",
-                     byteorder=byteorder, compression=compression, **kw)
+    tifffile.imwrite(
+        p,
+        a if channels > 1 else a[..., 0],
+        photometric="rgb" if channels > 1 else "minisblack",
+        byteorder=byteorder,
+        compression=compression,
+        **kw,
+    )
     pic = images.load(p)
     assert pic.bits == 16
     assert np.array_equal(np.rint(pic.pixels * 65535).astype(np.uint16), a)
@@ -119,7 +127,9 @@ def test_16bit_colour_stays_16bit_end_to_end(tmp_path, random_model, run_folder,
     if name.endswith(".png"):
         png16(inp / name, a)
     else:
-        tifffile.imwrite(inp / name, a, photometric="rgb", **({"extrasamples": ["unassalpha"]} if channels == 4 else {}))
+        tifffile.imwrite(
+            inp / name, a, photometric="rgb", **({"extrasamples": ["unassalpha"]} if channels == 4 else {})
+        )
     summary, rows = run_folder(inp, tmp_path / "out", random_model)
     assert summary.ok == 1, rows
     out = tmp_path / "out" / name
@@ -134,8 +144,9 @@ def test_16bit_png_output_is_a_valid_png(tmp_path):
     # Pillow decodes our 16-bit writer's output (Sub filter, metadata chunks) to its high bytes.
     a = _deep(3, 17, 23, 3)
     dst = tmp_path / "w.png"
-    images.save_pixels(a.astype(np.float32) / 65535, 16, dst, "PNG", icc=SRGB, dpi=(150, 150),
-                       exif=exif_with().tobytes())
+    images.save_pixels(
+        a.astype(np.float32) / 65535, 16, dst, "PNG", icc=SRGB, dpi=(150, 150), exif=exif_with().tobytes()
+    )
     with Image.open(dst) as im:
         assert im.mode == "RGB" and np.array_equal(np.asarray(im), (a >> 8).astype(np.uint8))
         assert im.info["icc_profile"] == SRGB and im.info["dpi"] == pytest.approx((150, 150), abs=0.02)
@@ -145,8 +156,9 @@ def test_16bit_png_output_is_a_valid_png(tmp_path):
 def test_16bit_tiff_output_carries_metadata(tmp_path):
     a = _deep(4, 17, 23, 3)
     dst = tmp_path / "w.tif"
-    images.save_pixels(a.astype(np.float32) / 65535, 16, dst, "TIFF", icc=SRGB, dpi=(150, 150),
-                       exif=exif_with().tobytes())
+    images.save_pixels(
+        a.astype(np.float32) / 65535, 16, dst, "TIFF", icc=SRGB, dpi=(150, 150), exif=exif_with().tobytes()
+    )
     assert np.array_equal(tifffile.imread(dst), a)
     with Image.open(dst) as im:
         assert im.info["icc_profile"] == SRGB and im.info["dpi"] == pytest.approx((150, 150))
@@ -213,14 +225,19 @@ def test_cmyk_is_converted_through_its_embedded_profile(tmp_path):
     pic = images.load(p)
     got = np.rint(pic.pixels[4, 8] * 255)
     expected = ImageCms.profileToProfile(
-        Image.new("CMYK", (1, 1), (255, 0, 0, 0)), ImageCms.ImageCmsProfile(io.BytesIO(prof)),
-        ImageCms.createProfile("sRGB"), outputMode="RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION).getpixel((0, 0))
+        Image.new("CMYK", (1, 1), (255, 0, 0, 0)),
+        ImageCms.ImageCmsProfile(io.BytesIO(prof)),
+        ImageCms.createProfile("sRGB"),
+        outputMode="RGB",
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
+    ).getpixel((0, 0))
     assert np.abs(got - expected).max() <= 3
     assert np.abs(got - (0, 255, 255)).max() > 60  # not the naive formula
     # The RGB pixels are tagged sRGB, not with the CMYK profile.
     assert pic.icc[16:20] == b"RGB " and "sRGB" in ImageCms.getProfileDescription(
-        ImageCms.ImageCmsProfile(io.BytesIO(pic.icc)))
+        ImageCms.ImageCmsProfile(io.BytesIO(pic.icc))
+    )
     assert any("embedded ICC profile" in n for n in pic.notes)
 
 
@@ -291,8 +308,10 @@ def test_heic_without_plugin_is_a_clear_error(tmp_path, monkeypatch):
         images.load(p)
 
 
-@pytest.mark.parametrize("requested,fmt,suffix", [("png", "PNG", ".png"), ("jpg", "JPEG", ".jpg"),
-                                                  ("webp", "WEBP", ".webp"), ("tiff", "TIFF", ".tif")])
+@pytest.mark.parametrize(
+    "requested,fmt,suffix",
+    [("png", "PNG", ".png"), ("jpg", "JPEG", ".jpg"), ("webp", "WEBP", ".webp"), ("tiff", "TIFF", ".tif")],
+)
 def test_format_option(tmp_path, random_model, run_folder, requested, fmt, suffix):
     inp = tmp_path / "in"
     inp.mkdir()

@@ -4,10 +4,10 @@ import io
 
 import numpy as np
 import pytest
+from conftest import photo
 from PIL import Image, ImageCms
 
 from batchsr import images
-from conftest import photo
 
 
 def _exif(orientation=None, **tags) -> Image.Exif:
@@ -72,8 +72,9 @@ def test_grey_stays_grey_and_16_bit_stays_16_bit(tmp_path):
     assert images.load(tmp_path / "g.png").pixels.shape == (9, 9, 1)
 
 
-@pytest.mark.parametrize("content,reason", [(b"", "empty file"), (b"not an image at all", "not an image"),
-                                            (None, "corrupt or truncated")])
+@pytest.mark.parametrize(
+    "content,reason", [(b"", "empty file"), (b"not an image at all", "not an image"), (None, "corrupt or truncated")]
+)
 def test_bad_files_raise_one_line_errors(tmp_path, content, reason):
     p = tmp_path / "x.jpg"
     if content is None:
@@ -105,7 +106,7 @@ def test_save_atomic_failure_keeps_the_old_file(tmp_path):
     dst = tmp_path / "x.png"
     images.save_atomic(photo(7, 8, 8), dst, "PNG")
     before = dst.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(OSError):
         images.save_atomic(Image.new("I;16", (4, 4)), dst, "JPEG")  # JPEG cannot hold I;16
     assert dst.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]

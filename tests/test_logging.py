@@ -24,8 +24,13 @@ def _on_a_terminal(args) -> tuple[int, str]:
     """Run batchsr with stderr on a pseudo-terminal (so it draws its bar); returns (rc, what it showed)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a real terminal has a size
-    proc = subprocess.Popen([sys.executable, "-m", "batchsr", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=follower, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchsr", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(follower)
     shown = b""
     deadline = time.monotonic() + 120
@@ -56,9 +61,23 @@ def test_an_error_is_printed_above_the_bar_which_counts_failures(tmp_path, rando
 
 def test_verbose_shows_the_traceback_of_a_failed_image_and_not_pillows_debug_lines(tmp_path, random_model_path):
     _folder(tmp_path / "in")
-    r = subprocess.run([sys.executable, "-m", "batchsr", tmp_path / "in", tmp_path / "out", "--model",
-                        random_model_path, "--no-psnr", "--verbose"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batchsr",
+            tmp_path / "in",
+            tmp_path / "out",
+            "--model",
+            random_model_path,
+            "--no-psnr",
+            "--verbose",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1
     assert f"{tmp_path / 'in' / 'broken.png'} failed:\nTraceback" in r.stderr
     assert "STREAM" not in r.stderr and "PIL" not in r.stderr.replace("PIL.", "")  # PngImagePlugin's debug log

@@ -13,7 +13,7 @@ def test_psnr_known_value():
     b = a.copy()
     b[5, 5] = 110  # one grey pixel off by 10 -> Y off by 10*219/255
     mse = (10 * 219 / 255) ** 2 / 100
-    assert metrics.psnr_y(a, b, 0) == pytest.approx(10 * math.log10(255 ** 2 / mse))
+    assert metrics.psnr_y(a, b, 0) == pytest.approx(10 * math.log10(255**2 / mse))
     assert metrics.psnr_y(a, a, 2) == math.inf
 
 
@@ -33,8 +33,14 @@ def test_ssim_matches_scikit_image():
     b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
     from batchsr.color import y_metric
 
-    ref = structural_similarity(y_metric(a)[3:-3, 3:-3], y_metric(b)[3:-3, 3:-3], gaussian_weights=True,
-                                sigma=1.5, use_sample_covariance=False, data_range=255)
+    ref = structural_similarity(
+        y_metric(a)[3:-3, 3:-3],
+        y_metric(b)[3:-3, 3:-3],
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+    )
     assert metrics.ssim_y(a, b, 3) == pytest.approx(ref, abs=1e-6)
     assert metrics.ssim_y(a, a, 3) == pytest.approx(1.0)
 

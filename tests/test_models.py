@@ -4,11 +4,11 @@ import shutil
 
 import numpy as np
 import pytest
+from onnx_factory import conv_net
 from PIL import Image
 
 from batchsr import models
 from batchsr.models import ModelError
-from onnx_factory import conv_net
 
 ENTRIES = models.shipped()
 
@@ -23,8 +23,17 @@ def test_shipped_model_is_intact_and_described(entry):
     m = models.load(entry.name, entry.scale)
     assert m.scale == entry.scale and m.sha256 == entry.sha256
     meta = m.metadata
-    for key in ("arch", "receptive_radius", "macs_per_lr_pixel", "parameters", "steps", "input",
-                "training_data", "val_psnr_b100", "parity_max_abs_diff"):
+    for key in (
+        "arch",
+        "receptive_radius",
+        "macs_per_lr_pixel",
+        "parameters",
+        "steps",
+        "input",
+        "training_data",
+        "val_psnr_b100",
+        "parity_max_abs_diff",
+    ):
         assert key in meta, key
     assert 0 < m.radius < 32
     assert float(meta["parity_max_abs_diff"]) <= 1e-4
@@ -103,8 +112,8 @@ def test_photo_restores_damaged_photos_better_than_default_and_bicubic(entry, sh
     """What `photo` is for: on blurred, noisy, JPEG-damaged inputs (the realistic sets'
     degradation, fixed seeds) it is closer to the clean original than `default`, which
     sharpens the damage, and than bicubic."""
-    from batchsr.evaluate import REALISTIC_SETS, score
     from batchsr.degrade import degrade_realistic
+    from batchsr.evaluate import REALISTIC_SETS, score
     from batchsr.pipeline import upscale_u8
 
     photo, default = models.load("photo", entry.scale), models.load("default", entry.scale)

@@ -5,11 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import photo
 from PIL import Image
 
 from batchsr.discover import discover
 from batchsr.images import TMP_SUFFIX, write_atomic
-from conftest import photo
+
 
 def _name_max(folder: Path) -> int:
     return os.pathconf(folder, "PC_NAME_MAX")  # 255 on ext4, tmpfs, xfs, btrfs

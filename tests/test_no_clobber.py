@@ -8,18 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ROOT, photo
 from PIL import Image
 
 from batchsr.report import read_rows
 from batchsr.resume import STATE_NAME, State
-from conftest import ROOT, photo
 
 KEY = "k" * 64
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "batchsr", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "batchsr", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_users_own_file_in_output_is_left_alone_by_a_real_run(tmp_path, random_model_path):
@@ -131,8 +132,16 @@ def test_a_rerun_report_keeps_the_figures_and_notes_of_earlier_runs(tmp_path, ra
     assert "JPEG written as PNG" in first["a.jpg"]["notes"]
     s, again = run_folder(inp, out, random_model, psnr=True, format="png")
     assert s.skipped == 2
-    carried = ("width", "height", "out_width", "out_height", "psnr_bicubic", "psnr_model", "jpeg_quality",
-               "noise_sigma")
+    carried = (
+        "width",
+        "height",
+        "out_width",
+        "out_height",
+        "psnr_bicubic",
+        "psnr_model",
+        "jpeg_quality",
+        "noise_sigma",
+    )
     for name in ("a.jpg", "b.png"):
         assert again[name]["status"] == "skipped"
         assert {k: again[name][k] for k in carried} == {k: first[name][k] for k in carried}

@@ -3,10 +3,10 @@ tested here on made-up CPUs), tiling stays exact in int8, and the report says wh
 
 import numpy as np
 import pytest
+from conftest import photo
 
 from batchsr import models, pipeline
 from batchsr.precision import INT8_FLAGS, choose_precision, cpu_flags
-from conftest import photo
 from train.quantize import NOT_QUANTIZED
 
 CPU, CUDA, COREML = "CPUExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider"
@@ -15,17 +15,20 @@ SAPPHIRE_RAPIDS = AVX2_ONLY | {"avx512f", "avx512bw", "avx512_vnni", "avx512_bf1
 ALDER_LAKE = AVX2_ONLY | {"avx_vnni"}
 
 
-@pytest.mark.parametrize("providers, flags, want", [
-    ([CPU], SAPPHIRE_RAPIDS, "int8"),
-    ([CPU], ALDER_LAKE, "int8"),
-    ([CPU], AVX2_ONLY | {"amx_int8"}, "int8"),
-    ([CPU], AVX2_ONLY, "fp32"),  # measured: int8 pays less there, and may saturate
-    ([CPU], set(), "fp32"),  # no /proc/cpuinfo (macOS, Windows): nothing known
-    ([CPU], {"fp", "asimd", "asimddp"}, "fp32"),  # ARM dot product: not measured
-    ([CUDA, CPU], SAPPHIRE_RAPIDS, "fp32"),
-    ([COREML, CPU], SAPPHIRE_RAPIDS, "fp32"),
-    ([], SAPPHIRE_RAPIDS, "int8"),
-])
+@pytest.mark.parametrize(
+    "providers, flags, want",
+    [
+        ([CPU], SAPPHIRE_RAPIDS, "int8"),
+        ([CPU], ALDER_LAKE, "int8"),
+        ([CPU], AVX2_ONLY | {"amx_int8"}, "int8"),
+        ([CPU], AVX2_ONLY, "fp32"),  # measured: int8 pays less there, and may saturate
+        ([CPU], set(), "fp32"),  # no /proc/cpuinfo (macOS, Windows): nothing known
+        ([CPU], {"fp", "asimd", "asimddp"}, "fp32"),  # ARM dot product: not measured
+        ([CUDA, CPU], SAPPHIRE_RAPIDS, "fp32"),
+        ([COREML, CPU], SAPPHIRE_RAPIDS, "fp32"),
+        ([], SAPPHIRE_RAPIDS, "int8"),
+    ],
+)
 def test_auto_picks_int8_only_where_the_cpu_runs_it_with_vnni_or_amx(providers, flags, want):
     assert choose_precision("auto", providers, flags) == want
 
@@ -43,8 +46,10 @@ def test_an_unknown_precision_is_refused():
 
 def test_cpu_flags_reads_x86_and_arm_cpuinfo(tmp_path):
     x86 = tmp_path / "x86"
-    x86.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512_vnni amx_int8\n\n"
-                   "processor\t: 1\nflags\t\t: fpu avx2 avx512_vnni amx_int8\n")
+    x86.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512_vnni amx_int8\n\n"
+        "processor\t: 1\nflags\t\t: fpu avx2 avx512_vnni amx_int8\n"
+    )
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\n")
     assert cpu_flags(x86) == {"fpu", "avx2", "avx512_vnni", "amx_int8"} and INT8_FLAGS & cpu_flags(x86)

@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import ROOT, photo
 from PIL import Image
 
 from batchsr.lock import LOCK_NAME
 from batchsr.report import read_rows
 from batchsr.resume import STATE_NAME
-from conftest import ROOT, photo
 
 N = 80
 
@@ -27,8 +27,13 @@ def _inputs(folder: Path, size: int = 64) -> list[str]:
 
 
 def _start(inp: Path, out: Path, model: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(model)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(model)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
@@ -66,8 +71,9 @@ def test_kill_9_mid_run_then_resume_finishes_only_what_is_missing(tmp_path, rand
     first = _start(inp, out, random_model_path)
     # Outputs at their final paths, not resume lines: a line is written just before its
     # file's rename, so a kill between the two leaves a line whose file resume redoes.
-    _wait_for(lambda: len([p for p in out.glob("*.png") if not p.name.startswith(".")]) >= 5,
-              first, "five finished images")
+    _wait_for(
+        lambda: len([p for p in out.glob("*.png") if not p.name.startswith(".")]) >= 5, first, "five finished images"
+    )
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert first.returncode == -signal.SIGKILL
@@ -75,8 +81,13 @@ def test_kill_9_mid_run_then_resume_finishes_only_what_is_missing(tmp_path, rand
     complete = _finished_outputs(out)  # every file at a final path is a whole image
     assert 5 <= len(complete) < N
 
-    second = subprocess.run([sys.executable, "-m", "batchsr", str(inp), str(out), "--model",
-                             str(random_model_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        [sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(random_model_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert second.returncode == 0, second.stderr
     assert f"{N - len(complete)} ok, {len(complete)} skipped, 0 failed" in second.stdout
     assert "Traceback" not in second.stderr
@@ -103,16 +114,26 @@ def test_a_second_run_is_locked_out_and_a_killed_runs_lock_is_taken_over(tmp_pat
             return False
 
     _wait_for(lambda: holds_lock() and _done_lines(out) >= 1, first, "the first run to start working")
-    second = subprocess.run([sys.executable, "-m", "batchsr", str(inp), str(out), "--model",
-                             str(random_model_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(random_model_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert first.poll() is None, "the first run ended too early for this test"
     assert second.returncode == 3
     assert f"is in use by batchsr pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
 
     first.send_signal(signal.SIGKILL)
     first.wait()
-    third = subprocess.run([sys.executable, "-m", "batchsr", str(inp), str(out), "--model",
-                            str(random_model_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    third = subprocess.run(
+        [sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(random_model_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert third.returncode == 0, third.stderr
     assert f"took over the lock of {out} left by batchsr pid {first.pid}" in third.stderr
     assert len(read_rows(out / "batchsr-report.csv")) == N

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
+from conftest import ROOT, photo
+from imgfactory import png16
 from PIL import Image
+from test_processes import _done_lines, _wait_for
 
 from batchsr import pipeline, ray_engine
 from batchsr.cli import main
 from batchsr.config import RunConfig
 from batchsr.report import read_rows
 from batchsr.resume import STATE_NAME
-from conftest import ROOT, photo
-from imgfactory import png16
-from test_processes import _done_lines, _wait_for
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def _rows(out: Path) -> list[dict]:
     for r in rows:
         if r["output"]:
             assert r["output"].startswith(str(out))
-            r["output"] = "OUT" + r["output"][len(str(out)):]
+            r["output"] = "OUT" + r["output"][len(str(out)) :]
     return rows
 
 
@@ -64,8 +64,7 @@ def _run(inp: Path, out: Path, model: Path, *extra: str) -> int:
     return main([str(inp), str(out), "--model", str(model), "--format", "png", "--quiet", *extra])
 
 
-def test_same_folder_same_bytes_and_rows_as_the_local_engine(cluster, tmp_path, random_model_path, capsys,
-                                                             monkeypatch):
+def test_same_folder_same_bytes_and_rows_as_the_local_engine(cluster, tmp_path, random_model_path, capsys, monkeypatch):
     written = _folder(tmp_path / "in")
     # Relative paths, as a user types them: the workers' working directory is not the driver's.
     monkeypatch.chdir(tmp_path)
@@ -86,16 +85,17 @@ def test_same_folder_same_bytes_and_rows_as_the_local_engine(cluster, tmp_path, 
     state = _finished(remote)
     local_state = _finished(local)
     # Ray's driver also marks each output pending before it sends the job (the local engine need not).
-    assert sorted(json.loads(ln)["out"] for ln in (remote / STATE_NAME).read_text().splitlines()
-                  if json.loads(ln).get("pending")) == sorted(j for j in (*written, "broken.png"))
+    assert sorted(
+        json.loads(ln)["out"] for ln in (remote / STATE_NAME).read_text().splitlines() if json.loads(ln).get("pending")
+    ) == sorted(j for j in (*written, "broken.png"))
     assert sorted(state) == sorted(written)
-    assert {k: (e["key"], e["size"], e["out_width"]) for k, e in state.items()} == \
-           {k: (e["key"], e["size"], e["out_width"]) for k, e in local_state.items()}
+    assert {k: (e["key"], e["size"], e["out_width"]) for k, e in state.items()} == {
+        k: (e["key"], e["size"], e["out_width"]) for k, e in local_state.items()
+    }
     assert not [p for p in remote.iterdir() if p.name.startswith(".batchsr-probe")]
 
 
-def test_a_rerun_skips_what_is_done_and_redoes_only_a_changed_input(cluster, tmp_path, random_model_path,
-                                                                      capsys):
+def test_a_rerun_skips_what_is_done_and_redoes_only_a_changed_input(cluster, tmp_path, random_model_path, capsys):
     inp, out = tmp_path / "in", tmp_path / "out"
     _folder(inp)
     assert _run(inp, out, random_model_path, "--engine", "ray") == 1
@@ -109,8 +109,14 @@ def test_a_rerun_skips_what_is_done_and_redoes_only_a_changed_input(cluster, tmp
     changed = sorted(p.name for p, t in first.items() if p.stat().st_mtime_ns != t)
     assert changed == ["rgb.png"]
     statuses = {Path(r["input"]).name: r["status"] for r in read_rows(out / "batchsr-report.csv")}
-    assert statuses == {"broken.png": "error", "deep.png": "skipped", "photo.jpg": "skipped",
-                        "rgb.png": "ok", "alpha.png": "skipped", "grey.png": "skipped"}
+    assert statuses == {
+        "broken.png": "error",
+        "deep.png": "skipped",
+        "photo.jpg": "skipped",
+        "rgb.png": "ok",
+        "alpha.png": "skipped",
+        "grey.png": "skipped",
+    }
 
 
 def test_kill_9_of_the_driver_then_resume(cluster, tmp_path, random_model_path, capsys):
@@ -122,9 +128,25 @@ def test_kill_9_of_the_driver_then_resume(cluster, tmp_path, random_model_path, 
     for name in names:
         im.save(inp / name, compress_level=1)
     # A real batchsr process, joining this module's cluster as a job of its own.
-    first = subprocess.Popen([sys.executable, "-m", "batchsr", str(inp), str(out), "--model",
-                              str(random_model_path), "--engine", "ray", "--ray-address", cluster],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchsr",
+            str(inp),
+            str(out),
+            "--model",
+            str(random_model_path),
+            "--engine",
+            "ray",
+            "--ray-address",
+            cluster,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(lambda: _done_lines(out) >= 5, first, "five finished images", timeout=90)
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -170,9 +192,26 @@ def test_sigterm_stops_a_ray_run_with_report_state_and_disk_agreeing(cluster, tm
     im = photo(0, 96, 96)
     for i in range(n):
         im.save(inp / f"{i:04d}.png", compress_level=1)
-    proc = subprocess.Popen([sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(random_model_path),
-                             "--engine", "ray", "--ray-address", cluster, "--no-psnr"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchsr",
+            str(inp),
+            str(out),
+            "--model",
+            str(random_model_path),
+            "--engine",
+            "ray",
+            "--ray-address",
+            cluster,
+            "--no-psnr",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(lambda: _done_lines(out) >= 3, proc, "three finished images", timeout=90)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
@@ -185,8 +224,9 @@ def test_sigterm_stops_a_ray_run_with_report_state_and_disk_agreeing(cluster, tm
     assert not [p for p in out.iterdir() if p.name.endswith(".batchsr-tmp")]
 
 
-def test_a_worker_that_dies_is_replaced_and_its_images_done_again(cluster, tmp_path, random_model_path,
-                                                                  random_model, monkeypatch, caplog):
+def test_a_worker_that_dies_is_replaced_and_its_images_done_again(
+    cluster, tmp_path, random_model_path, random_model, monkeypatch, caplog
+):
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     for i in range(16):
@@ -213,8 +253,9 @@ def test_a_worker_that_dies_is_replaced_and_its_images_done_again(cluster, tmp_p
     assert sorted(_finished(out)) == [f"{i:02d}.png" for i in range(16)]
 
 
-def test_a_worker_that_cannot_see_input_stops_the_run_before_anything(cluster, tmp_path, random_model_path,
-                                                                      monkeypatch, capsys):
+def test_a_worker_that_cannot_see_input_stops_the_run_before_anything(
+    cluster, tmp_path, random_model_path, monkeypatch, capsys
+):
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     photo(0, 20, 20).save(inp / "a.png")
@@ -244,15 +285,16 @@ def test_probe_tells_a_different_output_folder_from_the_drivers(tmp_path):
     msg = ray_engine.probe_paths(str(inp), str(inp / "a.png"), str(out), ".batchsr-probe.t.batchsr-tmp", "t0k")
     assert msg == f"does not see the driver's OUTPUT {out} (a missing or different folder at that path)"
     (out / ".batchsr-probe.t.batchsr-tmp").write_text("t0k")
-    assert ray_engine.probe_paths(str(inp), str(inp / "a.png"), str(out), ".batchsr-probe.t.batchsr-tmp",
-                                  "t0k") is None
+    assert ray_engine.probe_paths(str(inp), str(inp / "a.png"), str(out), ".batchsr-probe.t.batchsr-tmp", "t0k") is None
     assert [p.name for p in out.iterdir()] == [".batchsr-probe.t.batchsr-tmp"]  # its own probe file is gone
     assert ray_engine.probe_paths(str(inp / "gone"), None, str(out), "x", "y").startswith(
-        f"cannot read INPUT {inp / 'gone'}: No such file")
+        f"cannot read INPUT {inp / 'gone'}: No such file"
+    )
 
 
-def test_engine_ray_without_ray_is_a_one_line_usage_error_naming_the_extra(tmp_path, random_model_path,
-                                                                           monkeypatch, capsys):
+def test_engine_ray_without_ray_is_a_one_line_usage_error_naming_the_extra(
+    tmp_path, random_model_path, monkeypatch, capsys
+):
     photo(0, 8, 8).save(tmp_path / "a.png")
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does where it is not installed
     with pytest.raises(SystemExit) as e:
@@ -270,8 +312,9 @@ def test_ray_address_without_engine_ray_is_a_usage_error(tmp_path, random_model_
     assert e.value.code == 2 and "--ray-address needs --engine ray" in capsys.readouterr().err
 
 
-def test_a_worker_that_cannot_build_its_session_stops_the_run_with_one_line(cluster, tmp_path, random_model,
-                                                                           random_model_path):
+def test_a_worker_that_cannot_build_its_session_stops_the_run_with_one_line(
+    cluster, tmp_path, random_model, random_model_path
+):
     from batchsr.discover import Job
     from batchsr.distribute import EngineUnavailable
 
@@ -280,12 +323,20 @@ def test_a_worker_that_cannot_build_its_session_stops_the_run_with_one_line(clus
     out.mkdir()
     photo(0, 8, 8).save(inp / "a.png")
     # Asked for a provider that the worker nodes lack (the driver was not asked to run the model).
-    cfg = RunConfig(input=inp, output=out, model=str(random_model_path), scale=3, engine="ray",
-                    providers=("NoSuchExecutionProvider",))
+    cfg = RunConfig(
+        input=inp,
+        output=out,
+        model=str(random_model_path),
+        scale=3,
+        engine="ray",
+        providers=("NoSuchExecutionProvider",),
+    )
     with pytest.raises(EngineUnavailable) as e:
         pipeline.make_distributor(cfg, random_model, [Job(src=inp / "a.png", rel=Path("a.png"))])
-    assert str(e.value).startswith("a Ray worker could not start: batchsr.engine.EngineError: provider "
-                                   "NoSuchExecutionProvider is not available here")
+    assert str(e.value).startswith(
+        "a Ray worker could not start: batchsr.engine.EngineError: provider "
+        "NoSuchExecutionProvider is not available here"
+    )
     assert "\n" not in str(e.value) and list(out.iterdir()) == []
 
 

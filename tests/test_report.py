@@ -13,12 +13,18 @@ def test_formula_cells_are_neutralised():
 
 
 def test_names_with_commas_quotes_newlines_and_non_ascii_round_trip(tmp_path):
-    names = ['a,b.jpg', 'say "cheese".jpg', "two\nlines.jpg", "crlf\r\nname.jpg", "Zoë 東京.jpg",
-             "=HYPERLINK(\"http://x\").jpg"]
+    names = [
+        "a,b.jpg",
+        'say "cheese".jpg',
+        "two\nlines.jpg",
+        "crlf\r\nname.jpg",
+        "Zoë 東京.jpg",
+        '=HYPERLINK("http://x").jpg',
+    ]
     path = tmp_path / "r.csv"
     with CsvReport(path) as rep:
         for n in names:
-            rep.write(Row(input=n, status="error", error="bad\nthing, \"quoted\"", notes=n))
+            rep.write(Row(input=n, status="error", error='bad\nthing, "quoted"', notes=n))
     rows = read_rows(path)
     assert [r["input"] for r in rows] == names[:-1] + ["'" + names[-1]]
     assert all(r["error"] == 'bad thing, "quoted"' for r in rows)  # one line

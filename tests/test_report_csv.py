@@ -4,23 +4,36 @@ import math
 
 import pytest
 
-from batchsr.report import (COLUMNS, CsvReport, ReportFormatError, Row, Summary, read_report,
-                            safe_cell, unsafe_cell)
+from batchsr.report import COLUMNS, CsvReport, ReportFormatError, Row, Summary, read_report, safe_cell, unsafe_cell
 
 
-@pytest.mark.parametrize("name", ["=cmd.jpg", "+1.png", "-scan.tif", "@home.png", "'quoted.jpg",
-                                  "'=both.jpg", "plain.jpg", ""])
+@pytest.mark.parametrize(
+    "name", ["=cmd.jpg", "+1.png", "-scan.tif", "@home.png", "'quoted.jpg", "'=both.jpg", "plain.jpg", ""]
+)
 def test_cell_quoting_is_reversible(name):
     assert unsafe_cell(safe_cell(name)) == name
     assert not safe_cell(name).startswith(("=", "+", "-", "@"))
 
 
 def test_rows_round_trip_through_the_csv(tmp_path):
-    rows = [Row(input="=evil<script>.jpg", output="out/=evil<script>.jpg", width=10, height=8,
-                out_width=30, out_height=24, scale=3, model="fast x3", seconds=0.1234,
-                psnr_bicubic=27.12345, psnr_model=math.inf, providers="CPUExecutionProvider",
-                notes="palette image converted to RGB"),
-            Row(input="bad.jpg", status="error", error="corrupt or truncated image: x", seconds=0.001)]
+    rows = [
+        Row(
+            input="=evil<script>.jpg",
+            output="out/=evil<script>.jpg",
+            width=10,
+            height=8,
+            out_width=30,
+            out_height=24,
+            scale=3,
+            model="fast x3",
+            seconds=0.1234,
+            psnr_bicubic=27.12345,
+            psnr_model=math.inf,
+            providers="CPUExecutionProvider",
+            notes="palette image converted to RGB",
+        ),
+        Row(input="bad.jpg", status="error", error="corrupt or truncated image: x", seconds=0.001),
+    ]
     with CsvReport(tmp_path / "r.csv") as report:
         for r in rows:
             report.write(r)

@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import photo
+from imgfactory import png_header_only
 from onnx import numpy_helper
+from onnx_factory import conv_net
 from PIL import Image
 
 from batchsr import cli, images, pipeline
@@ -17,9 +20,6 @@ from batchsr.config import RunConfig
 from batchsr.lock import LOCK_NAME, Locked, RunLock
 from batchsr.models import load
 from batchsr.resume import STATE_NAME
-from conftest import photo
-from imgfactory import png_header_only
-from onnx_factory import conv_net
 
 
 def _jpeg_bytes(seed=0, w=40, h=30):
@@ -47,9 +47,15 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     (folder / "unreadable.jpg").write_bytes(jpg)
     os.symlink(folder / "loop_b.jpg", folder / "loop_a.jpg")
     os.symlink(folder / "loop_a.jpg", folder / "loop_b.jpg")
-    return {"truncated.jpg": "truncated", "zero.png": "empty file", "text.jpg": "not an image",
-            "bomb.png": "over the limit", "corrupt.png": "corrupt", "header_only.tif": "corrupt TIFF",
-            "unreadable.jpg": "cannot read"}
+    return {
+        "truncated.jpg": "truncated",
+        "zero.png": "empty file",
+        "text.jpg": "not an image",
+        "bomb.png": "over the limit",
+        "corrupt.png": "corrupt",
+        "header_only.tif": "corrupt TIFF",
+        "unreadable.jpg": "cannot read",
+    }
 
 
 @pytest.fixture
@@ -85,9 +91,22 @@ def test_cli_bad_input_gives_one_line_reasons_and_no_traceback(tmp_path, random_
     from conftest import ROOT
 
     _bad_inputs(tmp_path / "in")
-    r = subprocess.run([sys.executable, "-m", "batchsr", str(tmp_path / "in"), str(tmp_path / "out"),
-                        "--model", str(random_model_path), "--no-psnr"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batchsr",
+            str(tmp_path / "in"),
+            str(tmp_path / "out"),
+            "--model",
+            str(random_model_path),
+            "--no-psnr",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert "batchsr: error " in r.stderr and "empty file (0 bytes)" in r.stderr
@@ -138,17 +157,23 @@ def _model_variant(tmp_path, name, **kw):
     return load(str(path))
 
 
-@pytest.mark.parametrize("variant,reason", [
-    ("nan", "NaN or infinity"),
-    ("constant", "constant"),
-    ("wrong_size", "model returned"),
-])
+@pytest.mark.parametrize(
+    "variant,reason",
+    [
+        ("nan", "NaN or infinity"),
+        ("constant", "constant"),
+        ("wrong_size", "model returned"),
+    ],
+)
 def test_bad_model_output_is_an_error_not_a_success(tmp_path, run_folder, variant, reason):
     if variant == "nan":
-        model = _model_variant(tmp_path, variant, edit=lambda a: np.full_like(a, np.nan) if a.dtype.kind == "f" and a.ndim == 1 else a)
+        model = _model_variant(
+            tmp_path, variant, edit=lambda a: np.full_like(a, np.nan) if a.dtype.kind == "f" and a.ndim == 1 else a
+        )
     elif variant == "constant":
-        model = _model_variant(tmp_path, variant, skip=False,
-                               edit=lambda a: np.zeros_like(a) if a.dtype.kind == "f" else a)
+        model = _model_variant(
+            tmp_path, variant, skip=False, edit=lambda a: np.zeros_like(a) if a.dtype.kind == "f" else a
+        )
     else:
         model = _model_variant(tmp_path, variant, scale=2, metadata={"scale": 3})
     (tmp_path / "in").mkdir()
@@ -232,8 +257,9 @@ def test_resume_survives_a_state_line_cut_by_a_kill(tmp_path, random_model, run_
     (out / cut).unlink()
     (out / f".{cut}.abc123.batchsr-tmp").write_bytes(b"partial")
     s, rows = run_folder(inp, out, random_model)
-    assert {name: rows[name]["status"] for name in rows} == {f"{i}.png": "ok" if f"{i}.png" == cut else "skipped"
-                                                             for i in range(3)}
+    assert {name: rows[name]["status"] for name in rows} == {
+        f"{i}.png": "ok" if f"{i}.png" == cut else "skipped" for i in range(3)
+    }
     assert not list(out.glob("*.batchsr-tmp"))
     assert all(json.loads(x) for x in state.read_text().splitlines())
 
@@ -385,8 +411,11 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
 
     def fsync(fd):
         # Only the images' outputs wait (written by workers), not the driver's own files.
-        if (sys._getframe(1).f_code.co_name == "write_atomic" and threading.current_thread() is not
-                threading.main_thread() and not third_computing.wait(30)):
+        if (
+            sys._getframe(1).f_code.co_name == "write_atomic"
+            and threading.current_thread() is not threading.main_thread()
+            and not third_computing.wait(30)
+        ):
             failures.append("an fsync waited for a third image that never started computing")
         real_fsync(fd)
 
@@ -424,8 +453,7 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
     monkeypatch.setattr(pipeline.ComputeSlot, "acquire", acquire)
     monkeypatch.setattr(pipeline.ComputeSlot, "release", release)
     out = tmp_path / "out"
-    assert main([str(src), str(out), "--model", str(random_model_path), "--jobs", "2", "--no-psnr",
-                 "--quiet"]) == 0
+    assert main([str(src), str(out), "--model", str(random_model_path), "--jobs", "2", "--no-psnr", "--quiet"]) == 0
     assert failures == [] and computing[0] == 3 and third_computing.is_set()
     assert most[0] == 2  # two at once (the barrier), never more than --jobs
     assert sorted(p.name for p in out.glob("*.png")) == ["0.png", "1.png", "2.png"]

@@ -6,14 +6,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, photo
 from PIL import Image
 
 from batchsr.cli import main
 from batchsr.report import COLUMNS, read_rows
-from conftest import ROOT, photo
 
-REQUIRED = ["input", "output", "status", "error", "width", "height", "out_width", "out_height", "scale",
-            "model", "seconds", "psnr_bicubic", "psnr_model"]
+REQUIRED = [
+    "input",
+    "output",
+    "status",
+    "error",
+    "width",
+    "height",
+    "out_width",
+    "out_height",
+    "scale",
+    "model",
+    "seconds",
+    "psnr_bicubic",
+    "psnr_model",
+]
 
 
 @pytest.fixture
@@ -30,13 +43,16 @@ def tree(tmp_path) -> Path:
 def test_tree_is_mirrored_with_sizes_and_formats(tree, tmp_path, random_model_path, capsys):
     out = tmp_path / "out"
     assert main([str(tree), str(out), "--model", str(random_model_path)]) == 0
-    for rel, size, mode in [("a.jpg", (183, 141), "RGB"), ("sub/b.png", (120, 99), "RGB"),
-                            ("sub/deeper/grey.png", (87, 93), "L")]:
+    for rel, size, mode in [
+        ("a.jpg", (183, 141), "RGB"),
+        ("sub/b.png", (120, 99), "RGB"),
+        ("sub/deeper/grey.png", (87, 93), "L"),
+    ]:
         with Image.open(out / rel) as im:
             assert im.size == size and im.mode == mode, rel
     assert not (out / "notes.txt").exists()
     rows = read_rows(out / "batchsr-report.csv")
-    assert list(rows[0].keys()) == COLUMNS and COLUMNS[:len(REQUIRED)] == REQUIRED
+    assert list(rows[0].keys()) == COLUMNS and COLUMNS[: len(REQUIRED)] == REQUIRED
     assert [Path(r["input"]).name for r in rows] == ["a.jpg", "b.png", "grey.png"]  # sorted walk
     for r in rows:
         assert r["status"] == "ok" and r["error"] == ""
@@ -87,21 +103,36 @@ def test_output_inside_input_is_not_walked(tree, random_model_path):
 
 def test_single_file_and_custom_report(tree, tmp_path, random_model_path):
     rep = tmp_path / "reports" / "r.csv"
-    assert main([str(tree / "a.jpg"), str(tmp_path / "o"), "--model", str(random_model_path),
-                 "--report", str(rep), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                str(tree / "a.jpg"),
+                str(tmp_path / "o"),
+                "--model",
+                str(random_model_path),
+                "--report",
+                str(rep),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "o" / "a.jpg").is_file()
     assert len(read_rows(rep)) == 1 and not (tmp_path / "o" / "batchsr-report.csv").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["missing_dir", "out"], "input not found"),
-    (["IN", "out", "--scale", "5"], "invalid choice"),
-    (["IN", "out", "--tile", "-1"], "--tile"),
-    (["IN", "out", "--model", "nosuchmodel"], "no shipped model 'nosuchmodel'"),
-    (["IN", "out", "--model", "missing.onnx"], "model file not found"),
-    (["IN", "out", "--providers", "cuda"], "not available here"),
-    (["IN", "IN"], "OUTPUT must differ from INPUT"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["missing_dir", "out"], "input not found"),
+        (["IN", "out", "--scale", "5"], "invalid choice"),
+        (["IN", "out", "--tile", "-1"], "--tile"),
+        (["IN", "out", "--model", "nosuchmodel"], "no shipped model 'nosuchmodel'"),
+        (["IN", "out", "--model", "missing.onnx"], "model file not found"),
+        (["IN", "out", "--providers", "cuda"], "not available here"),
+        (["IN", "IN"], "OUTPUT must differ from INPUT"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(tree, tmp_path, args, message):
     args = [str(tree) if a == "IN" else str(tmp_path / a) if a in ("out", "missing_dir") else a for a in args]
     p = subprocess.run([sys.executable, "-m", "batchsr", *args], capture_output=True, text=True, cwd=ROOT)
@@ -112,8 +143,12 @@ def test_usage_errors_exit_2_with_one_line(tree, tmp_path, args, message):
 
 
 def test_quiet_prints_only_the_summary(tree, tmp_path, random_model_path):
-    p = subprocess.run([sys.executable, "-m", "batchsr", str(tree), str(tmp_path / "o"), "--model",
-                        str(random_model_path), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "batchsr", str(tree), str(tmp_path / "o"), "--model", str(random_model_path), "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert p.returncode == 0
     assert p.stderr == ""
     assert p.stdout.strip().splitlines() == [p.stdout.strip()]
@@ -121,12 +156,16 @@ def test_quiet_prints_only_the_summary(tree, tmp_path, random_model_path):
 
 
 def test_plain_log_lines_when_not_a_terminal(tree, tmp_path, random_model_path):
-    p = subprocess.run([sys.executable, "-m", "batchsr", str(tree), str(tmp_path / "o"), "--model",
-                        str(random_model_path)], capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "batchsr", str(tree), str(tmp_path / "o"), "--model", str(random_model_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert p.returncode == 0
     lines = p.stderr.splitlines()
-    assert any("providers CPUExecutionProvider" in l for l in lines)
-    assert sum(l.startswith("batchsr: ok ") for l in lines) == 3
+    assert any("providers CPUExecutionProvider" in line for line in lines)
+    assert sum(line.startswith("batchsr: ok ") for line in lines) == 3
     assert "\r" not in p.stderr  # no progress bar redraws in logs
 
 
@@ -138,7 +177,8 @@ def test_console_script_help(tmp_path):
 
 
 def test_help_does_not_import_heavy_modules():
-    code = "import sys; from batchsr import cli; print(' '.join(sorted(m for m in ('numpy','PIL','onnxruntime','tensorflow') if m in sys.modules)))"
+    heavy = "('numpy', 'PIL', 'onnxruntime', 'tensorflow')"
+    code = f"import sys; from batchsr import cli; print(' '.join(sorted(m for m in {heavy} if m in sys.modules)))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.stdout.strip() == ""
 

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, photo
 
 from batchsr.lock import LOCK_NAME
 from batchsr.report import read_rows
 from batchsr.resume import STATE_NAME
-from conftest import ROOT, photo
 
 N = 200  # far more than the run finishes before the signal lands (3 outputs)
 
@@ -31,15 +31,31 @@ def _outputs(out: Path) -> set[str]:
     return {p.name for p in out.glob("*.png")}  # final names only: temporaries start with "."
 
 
-@pytest.mark.parametrize("sig, code, name", [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM"),
-                                             (signal.SIGHUP, 129, "SIGHUP")])
-def test_a_signal_stops_the_run_and_leaves_report_state_and_disk_agreeing(tmp_path, random_model_path,
-                                                                           sig, code, name):
+@pytest.mark.parametrize(
+    "sig, code, name",
+    [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")],
+)
+def test_a_signal_stops_the_run_and_leaves_report_state_and_disk_agreeing(tmp_path, random_model_path, sig, code, name):
     inp, out = tmp_path / "in", tmp_path / "out"
     _inputs(inp)
-    proc = subprocess.Popen([sys.executable, "-m", "batchsr", str(inp), str(out), "--model",
-                             str(random_model_path), "--no-psnr", "--jobs", "2"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchsr",
+            str(inp),
+            str(out),
+            "--model",
+            str(random_model_path),
+            "--no-psnr",
+            "--jobs",
+            "2",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while len(_outputs(out)) < 3 if out.is_dir() else True:
         assert proc.poll() is None, f"batchsr ended before 3 outputs: {proc.communicate()}"

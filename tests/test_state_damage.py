@@ -10,11 +10,11 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 
 from batchsr.report import read_rows
 from batchsr.resume import STATE_NAME, State
-from conftest import ROOT
 
 KEY = "0" * 64
 
@@ -117,8 +117,21 @@ def test_resume_api_survives_any_damage(tmp_path, kind):
     out = tmp_path
     (out / "a.png").write_bytes(b"x" * 10)
     st = os.stat(out / "a.png")
-    good = (json.dumps({"out": "a.png", "key": KEY, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                        "width": 2, "height": 2, "out_width": 6, "out_height": 6}) + "\n").encode()
+    good = (
+        json.dumps(
+            {
+                "out": "a.png",
+                "key": KEY,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "width": 2,
+                "height": 2,
+                "out_width": 6,
+                "out_height": 6,
+            }
+        )
+        + "\n"
+    ).encode()
     DAMAGE[kind](out / STATE_NAME, good)
     state = _in_thread(lambda: State(out), out / STATE_NAME)
     entry = state.done("a.png", KEY)
@@ -159,8 +172,13 @@ def test_a_line_cut_by_a_kill_is_not_called_damage(tmp_path, caplog):
 
 
 def _batchsr(inp, out, *flags) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "batchsr", str(inp), str(out), "--model", "fast", "--no-psnr", *flags],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "batchsr", str(inp), str(out), "--model", "fast", "--no-psnr", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +188,7 @@ def first_run(tmp_path_factory):
     inp = base / "in"
     inp.mkdir()
     for i in range(2):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (12, 15, 3), dtype=np.uint8)).save(
-            inp / f"{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (12, 15, 3), dtype=np.uint8)).save(inp / f"{i}.png")
     r = _batchsr(inp, base / "out")
     assert r.returncode == 0, r.stderr
     return inp, base / "out"

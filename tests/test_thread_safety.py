@@ -9,11 +9,11 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import photo
+from imgfactory import exif_with
 from PIL import Image
 
 from batchsr import images
-from conftest import photo
-from imgfactory import exif_with
 
 
 def _run_threads(n: int, work) -> tuple[list[threading.Thread], list[BaseException]]:
@@ -104,7 +104,7 @@ def test_decoder_warnings_become_notes_of_their_own_image_only(tmp_path, monkeyp
 
     threads, errors = _run_threads(4, work)
     while any(t.is_alive() for t in threads):
-        warnings.warn("the caller's own warning", UserWarning)
+        warnings.warn("the caller's own warning", UserWarning, stacklevel=1)
     for t in threads:
         t.join()
     assert not errors, errors[0]

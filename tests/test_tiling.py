@@ -5,7 +5,9 @@ from batchsr import tiling
 from batchsr.pipeline import upscale_pixels
 
 
-@pytest.mark.parametrize("length,tile,radius", [(1, 4, 2), (10, 4, 2), (100, 16, 5), (17, 1, 3), (64, 64, 5), (9, 3, 0)])
+@pytest.mark.parametrize(
+    "length,tile,radius", [(1, 4, 2), (10, 4, 2), (100, 16, 5), (17, 1, 3), (64, 64, 5), (9, 3, 0)]
+)
 def test_spans_cover_exactly_with_context(length, tile, radius):
     spans = tiling.spans(length, tile, radius)
     covered = []
@@ -74,7 +76,7 @@ def test_batched_tile_rows_equal_single_tiles(random_model):
     single = list(tiling.iter_tiles(y, 3, 16, random_model.radius, random_model.engine.run))
     batched = list(tiling.iter_tiles(y, 3, 16, random_model.radius, random_model.engine.run, batch))
     assert [t for t, _ in single] == [t for t, _ in batched]
-    for (_, a), (_, b) in zip(single, batched):
+    for (_, a), (_, b) in zip(single, batched, strict=True):
         np.testing.assert_allclose(a, b, atol=2e-5)
     assert calls and all(n == 4 for n, *_ in calls)  # 4 windows per tile row, one call each
     assert len({shape[1:] for shape in calls}) == 1  # one fixed window shape

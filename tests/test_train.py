@@ -10,7 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402  (the train extra: pip install '.[train,test]')
 
 from train.archs import ARCHS, DepthToSpace, facts  # noqa: E402
-from train.data import PatchDataset, TRAIN_DIRS, list_images, load_pairs  # noqa: E402
+from train.data import TRAIN_DIRS, PatchDataset, list_images, load_pairs  # noqa: E402
 from train.loop import TrainConfig, load_state, train  # noqa: E402
 
 SMALL = dict(batch=4, patch=16, ckpt_every=3, max_images=4)
@@ -83,7 +83,7 @@ def test_realistic_pairs_share_the_hr_and_are_reproducible(shared):
     pairs = load_pairs(files, 3, 16, "realistic", variants=3, seed=5)
     again = load_pairs(files, 3, 16, "realistic", variants=3, seed=5, processes=2)
     assert len(pairs) == 6 and pairs[0][1] is pairs[2][1] and pairs[0][1] is not pairs[3][1]
-    assert all(np.array_equal(a[0], b[0]) for a, b in zip(pairs, again))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(pairs, again, strict=True))
     assert not np.array_equal(pairs[0][0], pairs[1][0])  # each variant has its own damage
     bicubic = load_pairs(files, 3, 16)
     assert np.array_equal(bicubic[0][1], pairs[0][1]) and pairs[0][0].shape == bicubic[0][0].shape
@@ -97,7 +97,7 @@ def test_mixed_precision_keeps_the_output_float32_and_the_policy_untouched():
     before = keras.mixed_precision.dtype_policy().name
     m = build(TrainConfig(arch="skip4x32", scale=3, steps=10, precision="mixed_bfloat16"))
     assert keras.mixed_precision.dtype_policy().name == before
-    convs = [l for l in m.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in m.layers if isinstance(layer, keras.layers.Conv2D)]
     assert convs[0].compute_dtype == "bfloat16" and convs[-1].compute_dtype == "float32"
     assert m.output.dtype == "float32"
     assert all(w.dtype == "float32" for w in m.weights)  # checkpoints load into float32 models
@@ -108,8 +108,7 @@ def test_fine_tuning_starts_from_the_init_weights(trained, tmp_path):
 
     cfg, ckpt, _ = trained
     tuned = tmp_path / "tuned"
-    state = train(TrainConfig(arch="skip4x32", scale=3, steps=0, init=str(ckpt), **SMALL), tuned,
-                  log=lambda m: None)
+    state = train(TrainConfig(arch="skip4x32", scale=3, steps=0, init=str(ckpt), **SMALL), tuned, log=lambda m: None)
     assert state["init"]["step"] == 6
     # steps=0 trains nothing: the new checkpoint's model is the init model
     m0, m1 = build(cfg), build(cfg)
@@ -117,8 +116,11 @@ def test_fine_tuning_starts_from_the_init_weights(trained, tmp_path):
     m1.load_weights(ckpt / "model.weights.h5")
     x = np.random.default_rng(0).random((1, 12, 12, 1)).astype("float32")
     assert np.array_equal(m0.predict(x, verbose=0), m1.predict(x, verbose=0))
-    state = train(TrainConfig(arch="skip4x32", scale=3, steps=3, init=str(ckpt), degradation="realistic",
-                              variants=2, **SMALL), tmp_path / "tuned2", log=lambda m: None)
+    state = train(
+        TrainConfig(arch="skip4x32", scale=3, steps=3, init=str(ckpt), degradation="realistic", variants=2, **SMALL),
+        tmp_path / "tuned2",
+        log=lambda m: None,
+    )
     assert state["step"] == 3 and state["images"] == 4 and np.isfinite(state["history"][-1]["loss"])
 
 
@@ -190,9 +192,8 @@ def test_fit_finishes_the_schedule_inside_the_deadline(tmp_path):
 
 
 def test_export_parity_metadata_and_registry(trained, tmp_path):
-    from train.export import export_checkpoint
-
     from batchsr import models
+    from train.export import export_checkpoint
 
     _, ckpt, _ = trained
     out = tmp_path / "m" / "tiny_x3.onnx"
@@ -214,21 +215,51 @@ def test_command_line_trains_and_exports(tmp_path):
     from conftest import ROOT
 
     out = tmp_path / "cli_x2.onnx"
-    p = subprocess.run([sys.executable, "-m", "train", "--name", "cli", "--arch", "paper", "--scale", "2",
-                        "--steps", "2", "--batch", "2", "--patch", "12", "--ckpt-every", "2", "--max-images", "2",
-                        "--ckpt", str(tmp_path / "ck"), "--out", str(out), "--no-validate"],
-                       capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "--name",
+            "cli",
+            "--arch",
+            "paper",
+            "--scale",
+            "2",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--patch",
+            "12",
+            "--ckpt-every",
+            "2",
+            "--max-images",
+            "2",
+            "--ckpt",
+            str(tmp_path / "ck"),
+            "--out",
+            str(out),
+            "--no-validate",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "parity onnxruntime vs keras" in p.stdout and out.is_file()
 
 
-@pytest.mark.parametrize("args,message", [(["--fit"], "--fit needs --max-minutes"),
-                                          (["--max-minutes", "0"], "--max-minutes must be positive")])
+@pytest.mark.parametrize(
+    "args,message",
+    [(["--fit"], "--fit needs --max-minutes"), (["--max-minutes", "0"], "--max-minutes must be positive")],
+)
 def test_fit_and_time_limit_options_are_checked(tmp_path, capsys, args, message):
     from train.__main__ import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["--name", "x", "--arch", "skip4x32", "--scale", "3", "--steps", "3",
-              "--ckpt", str(tmp_path / "ck"), *args])
+        main(
+            ["--name", "x", "--arch", "skip4x32", "--scale", "3", "--steps", "3", "--ckpt", str(tmp_path / "ck"), *args]
+        )
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "ck").exists()  # refused before any work

@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     from train.archs import ARCHS  # after KERAS_BACKEND is settled
 
-    ap = argparse.ArgumentParser(prog="python -m train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--name", required=True, help="model name in the registry, e.g. default, fast, paper")
     ap.add_argument("--scale", type=int, choices=(2, 3, 4))
     ap.add_argument("--arch", choices=sorted(ARCHS))
@@ -44,24 +45,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--ckpt-every", type=int)
     ap.add_argument("--max-images", type=int, help="train on the first N images only (tests)")
-    ap.add_argument("--degradation", choices=("bicubic", "realistic"),
-                    help="how LR training images are made (batchsr.degrade); default bicubic")
+    ap.add_argument(
+        "--degradation",
+        choices=("bicubic", "realistic"),
+        help="how LR training images are made (batchsr.degrade); default bicubic",
+    )
     ap.add_argument("--variants", type=int, help="realistic LRs per training image (default 1)")
-    ap.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
-                    help="training compute precision (weights stay float32); mixed_bfloat16 pays on AMX CPUs and GPUs")
+    ap.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16"),
+        help="training compute precision (weights stay float32); mixed_bfloat16 pays on AMX CPUs and GPUs",
+    )
     ap.add_argument("--init", type=Path, help="a new run starts from this checkpoint's weights (fine-tune)")
     ap.add_argument("--data", nargs="+", help="training image folders (default: BSDS500 train+test)")
     ap.add_argument("--ckpt", type=Path, help="checkpoint folder (default train/checkpoints/NAME_xSCALE)")
-    ap.add_argument("--max-minutes", type=float,
-                    help="stop (checkpointed) after this long, counted from the command's start")
-    ap.add_argument("--fit", action="store_true",
-                    help="with --max-minutes: lower --steps to what fits in the time, so the schedule "
-                         "completes (for a fixed-length GPU lease)")
+    ap.add_argument(
+        "--max-minutes", type=float, help="stop (checkpointed) after this long, counted from the command's start"
+    )
+    ap.add_argument(
+        "--fit",
+        action="store_true",
+        help="with --max-minutes: lower --steps to what fits in the time, so the schedule "
+        "completes (for a fixed-length GPU lease)",
+    )
     ap.add_argument("--out", type=Path, help="ONNX file to write (default models/NAME_xSCALE.onnx)")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--no-validate", action="store_true", help="skip the B100 validation PSNR at export")
-    ap.add_argument("--alias", action="append", default=[],
-                    help="also register the model under this name (e.g. default), repeatable")
+    ap.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        help="also register the model under this name (e.g. default), repeatable",
+    )
     ap.add_argument("--manifest", type=Path, help="manifest to register the model in (default: beside --out)")
     a = ap.parse_args(argv)
     if a.fit and not a.max_minutes:
@@ -82,11 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ckpt = ROOT / "train" / "checkpoints" / f"{a.name}_x{a.scale}"
     state = load_state(ckpt)
-    overrides = dict(steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr, loss=a.loss, seed=a.seed,
-                     ckpt_every=a.ckpt_every, max_images=a.max_images,
-                     degradation=a.degradation, variants=a.variants, precision=a.precision,
-                     init=portable(a.init) if a.init else None,
-                     data_dirs=tuple(portable(d) for d in a.data) if a.data else None)
+    overrides = dict(
+        steps=a.steps,
+        batch=a.batch,
+        patch=a.patch,
+        lr=a.lr,
+        loss=a.loss,
+        seed=a.seed,
+        ckpt_every=a.ckpt_every,
+        max_images=a.max_images,
+        degradation=a.degradation,
+        variants=a.variants,
+        precision=a.precision,
+        init=portable(a.init) if a.init else None,
+        data_dirs=tuple(portable(d) for d in a.data) if a.data else None,
+    )
     if state is not None:
         cfg = config_from_state(state, **overrides)
         if a.arch and a.arch != cfg.arch or a.scale and a.scale != cfg.scale:
@@ -96,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"no checkpoint in {ckpt}")
         if not (a.arch and a.scale and a.steps):
             ap.error("a new training run needs --arch, --scale and --steps")
-        cfg = TrainConfig(arch=a.arch, scale=a.scale, steps=a.steps,
-                          **{k: v for k, v in overrides.items() if v is not None and k != "steps"})
+        cfg = TrainConfig(
+            arch=a.arch,
+            scale=a.scale,
+            steps=a.steps,
+            **{k: v for k, v in overrides.items() if v is not None and k != "steps"},
+        )
 
     if not export_only:
         deadline = started + a.max_minutes * 60 if a.max_minutes else None
@@ -111,8 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     from train.export import export_checkpoint
 
     out = a.out or ROOT / "models" / f"{a.name}_x{cfg.scale}.onnx"
-    meta = export_checkpoint(ckpt, out, a.name, manifest=a.manifest, validate=not a.no_validate,
-                             aliases=a.alias, log=lambda m: print(m, flush=True))
+    meta = export_checkpoint(
+        ckpt,
+        out,
+        a.name,
+        manifest=a.manifest,
+        validate=not a.no_validate,
+        aliases=a.alias,
+        log=lambda m: print(m, flush=True),
+    )
     print(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in meta.items()), flush=True)
     return 0
 

@@ -91,8 +91,9 @@ def skip(depth: int, width: int, first_kernel: int = 3) -> Callable[[int], keras
         inp = keras.Input((None, None, 1), name="y_lr")
         x = inp
         for i in range(depth):
-            x = layers.Conv2D(width, first_kernel if i == 0 else 3, padding="same", activation="relu",
-                              kernel_initializer="he_normal")(x)
+            x = layers.Conv2D(
+                width, first_kernel if i == 0 else 3, padding="same", activation="relu", kernel_initializer="he_normal"
+            )(x)
         # The output layers compute in float32 even under a mixed-precision training
         # policy: the residual is a few 8-bit levels, below bfloat16's resolution at Y ~ 1.
         x = layers.Conv2D(scale * scale, 3, padding="same", kernel_initializer="zeros", dtype="float32")(x)

@@ -39,8 +39,10 @@ def resolve_dir(d: str | Path) -> Path:
     if not p.is_absolute():
         return ROOT / p
     if not p.exists() and "shared" in p.parts:
-        return SHARED.joinpath(*p.parts[p.parts.index("shared") + 1:])
+        return SHARED.joinpath(*p.parts[p.parts.index("shared") + 1 :])
     return p
+
+
 FORBIDDEN = ("bsds500/val", "benchmarks")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -82,8 +84,9 @@ def _image_pairs(job: tuple) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(y, y_hr) for y in map(_y, lrs) if min(y.shape) >= min_lr]
 
 
-def load_pairs(files, scale: int, min_lr: int, degradation: str = "bicubic", variants: int = 1,
-               seed: int = 0, processes: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+def load_pairs(
+    files, scale: int, min_lr: int, degradation: str = "bicubic", variants: int = 1, seed: int = 0, processes: int = 1
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(Y_lr, Y_hr) float32 arrays in model units (Y/255) for every image big enough.
 
     ``realistic`` gives ``variants`` pairs per image, sharing one HR array; the
@@ -130,8 +133,8 @@ class PatchDataset(keras.utils.PyDataset):
             y_lr, y_hr = self.pairs[rng.integers(len(self.pairs))]
             y0 = rng.integers(y_lr.shape[0] - p + 1)
             x0 = rng.integers(y_lr.shape[1] - p + 1)
-            a = y_lr[y0:y0 + p, x0:x0 + p]
-            b = y_hr[y0 * s:(y0 + p) * s, x0 * s:(x0 + p) * s]
+            a = y_lr[y0 : y0 + p, x0 : x0 + p]
+            b = y_hr[y0 * s : (y0 + p) * s, x0 * s : (x0 + p) * s]
             k = int(rng.integers(4))
             a, b = np.rot90(a, k), np.rot90(b, k)
             if rng.integers(2):

@@ -95,8 +95,9 @@ def _degradation(cfg: dict) -> str:
     return f"degrade_realistic, {cfg.get('variants', 1)} seeded LRs per image"
 
 
-def export_checkpoint(ckpt: Path, out: Path, name: str, manifest: Path | None = None,
-                      validate: bool = True, aliases=(), log=print) -> dict:
+def export_checkpoint(
+    ckpt: Path, out: Path, name: str, manifest: Path | None = None, validate: bool = True, aliases=(), log=print
+) -> dict:
     """Export ``ckpt`` to ``out`` and register it as ``name``; returns the metadata written."""
     import onnx
 
@@ -132,7 +133,7 @@ def export_checkpoint(ckpt: Path, out: Path, name: str, manifest: Path | None = 
         "input": "NHWC float32 [N,H,W,1]: luma Y/255, ITU-R BT.601 studio range (Y in [16,235])",
         "output": "NHWC float32 [N,H*scale,W*scale,1], same units",
         "training_data": f"{state.get('images', '?')} images of {' + '.join(Path(d).name for d in cfg['data_dirs'])}"
-                         f" (BSDS500), LR by batchsr.degrade: {_degradation(cfg)}",
+        f" (BSDS500), LR by batchsr.degrade: {_degradation(cfg)}",
         "degradation": cfg.get("degradation", "bicubic"),
         "steps": state["step"],
         "batch": cfg["batch"],
@@ -148,8 +149,10 @@ def export_checkpoint(ckpt: Path, out: Path, name: str, manifest: Path | None = 
         psnr_model, psnr_bicubic = validation_psnr(proto.SerializeToString(), meta)
         meta["val_psnr_b100"] = f"{psnr_model:.3f}"
         meta["val_psnr_b100_bicubic"] = f"{psnr_bicubic:.3f}"
-        log(f"B100 validation: model {psnr_model:.3f} dB, bicubic {psnr_bicubic:.3f} dB "
-            f"({time.perf_counter() - t0:.0f} s)")
+        log(
+            f"B100 validation: model {psnr_model:.3f} dB, bicubic {psnr_bicubic:.3f} dB "
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
     set_metadata(proto, meta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

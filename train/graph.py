@@ -63,8 +63,7 @@ def clean_sub_pixel(proto: onnx.ModelProto, scale: int) -> onnx.ModelProto:
 
     s = int(scale)
     head_node = helper.make_node("Transpose", [x], [head], perm=[0, 3, 1, 2], name="nhwc_to_nchw")
-    d2s = helper.make_node("DepthToSpace", [tail], ["sub_pixel_nchw"], blocksize=s, mode="DCR",
-                           name="depth_to_space")
+    d2s = helper.make_node("DepthToSpace", [tail], ["sub_pixel_nchw"], blocksize=s, mode="DCR", name="depth_to_space")
     tail_node = helper.make_node("Transpose", ["sub_pixel_nchw"], [y], perm=[0, 2, 3, 1], name="nchw_to_nhwc")
 
     # Keep what the computing part needs (between head and tail), in graph order.
@@ -145,8 +144,10 @@ def rewrite_shipped(manifest_path, log=print) -> int:
         tmp.write_bytes(new)
         tmp.replace(path)
         entry["sha256"] = hashlib.sha256(new).hexdigest()
-        log(f"{path}: {len(proto.graph.node)} -> {len(onnx.load_from_string(new).graph.node)} nodes, "
-            "outputs bit-identical")
+        log(
+            f"{path}: {len(proto.graph.node)} -> {len(onnx.load_from_string(new).graph.node)} nodes, "
+            "outputs bit-identical"
+        )
         done += 1
     tmp = manifest_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -174,13 +174,16 @@ def train(cfg: TrainConfig, ckpt: Path, log=print, fit: bool = False, deadline: 
     if cfg.max_images:
         files = files[: cfg.max_images]
     t0 = time.monotonic()
-    pairs = load_pairs(files, cfg.scale, cfg.patch, cfg.degradation, cfg.variants, cfg.seed,
-                       processes=min(4, os.cpu_count() or 1))
+    pairs = load_pairs(
+        files, cfg.scale, cfg.patch, cfg.degradation, cfg.variants, cfg.seed, processes=min(4, os.cpu_count() or 1)
+    )
     state["data_seconds"] = round(time.monotonic() - t0, 1)
     state["images"] = len({id(hr) for _, hr in pairs})
-    log(f"{cfg.arch} x{cfg.scale}: {f.parameters} parameters, {f.macs_per_lr_pixel} MACs/LR px, "
+    log(
+        f"{cfg.arch} x{cfg.scale}: {f.parameters} parameters, {f.macs_per_lr_pixel} MACs/LR px, "
         f"radius {f.receptive_radius}; {len(pairs)} training pairs ({cfg.degradation}, "
-        f"made in {state['data_seconds']} s)")
+        f"made in {state['data_seconds']} s)"
+    )
 
     while state["step"] < cfg.steps:
         n = min(cfg.ckpt_every, cfg.steps - state["step"])
@@ -203,8 +206,10 @@ def train(cfg: TrainConfig, ckpt: Path, log=print, fit: bool = False, deadline: 
         state["seconds"] += dt
         loss, p = float(np.mean(losses)), float(np.mean(psnrs))
         state["history"].append({"step": state["step"], "loss": loss, "psnr": p, "s_per_step": dt / n})
-        log(f"step {state['step']}/{cfg.steps} loss {loss:.5f} psnr {p:.2f} dB "
-            f"{dt / n:.3f} s/step, {state['seconds'] / 3600:.2f} h in all")
+        log(
+            f"step {state['step']}/{cfg.steps} loss {loss:.5f} psnr {p:.2f} dB "
+            f"{dt / n:.3f} s/step, {state['seconds'] / 3600:.2f} h in all"
+        )
         lowered = False
         if fit and deadline is not None and state["step"] < cfg.steps:
             rate = (now - t1) / (n - 1) if n > 1 else dt

@@ -26,8 +26,9 @@ import numpy as np
 class PatchReader:
     """onnxruntime CalibrationDataReader over LR Y patches of the training set."""
 
-    def __init__(self, input_name: str, scale: int, count: int, size: int = 64, seed: int = 0,
-                 degradation: str = "bicubic"):
+    def __init__(
+        self, input_name: str, scale: int, count: int, size: int = 64, seed: int = 0, degradation: str = "bicubic"
+    ):
         from train.data import TRAIN_DIRS, list_images, load_pairs
 
         pairs = load_pairs(list_images(TRAIN_DIRS[:1])[:40], scale, size, degradation, seed=seed)
@@ -36,7 +37,7 @@ class PatchReader:
         for _ in range(count):
             y_lr, _ = pairs[rng.integers(len(pairs))]
             y0, x0 = rng.integers(y_lr.shape[0] - size + 1), rng.integers(y_lr.shape[1] - size + 1)
-            self._items.append({input_name: y_lr[None, y0:y0 + size, x0:x0 + size, None].copy()})
+            self._items.append({input_name: y_lr[None, y0 : y0 + size, x0 : x0 + size, None].copy()})
         self._it = iter(self._items)
 
     def get_next(self):
@@ -47,21 +48,30 @@ class PatchReader:
 
 
 def quantize(src: Path, dst: Path, patches: int = 64) -> None:
-    from batchsr.engine import import_onnxruntime  # first: it turns onnxruntime's telemetry off
-
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from batchsr.engine import import_onnxruntime  # first: it turns onnxruntime's telemetry off
 
     ort = import_onnxruntime()
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     meta = dict(sess.get_modelmeta().custom_metadata_map)
-    reader = PatchReader(sess.get_inputs()[0].name, int(meta["scale"]), patches,
-                         degradation=meta.get("degradation", "bicubic"))
+    reader = PatchReader(
+        sess.get_inputs()[0].name, int(meta["scale"]), patches, degradation=meta.get("degradation", "bicubic")
+    )
     convs = [n.name for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"]
-    quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv"],
-                    nodes_to_exclude=convs[:1] + convs[-1:])
+    quantize_static(
+        str(src),
+        str(dst),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        op_types_to_quantize=["Conv"],
+        nodes_to_exclude=convs[:1] + convs[-1:],
+    )
     model = onnx.load(str(dst))
     del model.metadata_props[:]
     for k, v in {**meta, "precision": "int8"}.items():
@@ -97,13 +107,20 @@ def quantize_shipped(manifest: Path, patches: int = 64, log=print) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m train.quantize", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m train.quantize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("src", type=Path, nargs="?")
     ap.add_argument("dst", type=Path, nargs="?")
     ap.add_argument("--patches", type=int, default=64)
-    ap.add_argument("--shipped", nargs="?", const=Path("models/manifest.json"), type=Path, metavar="MANIFEST",
-                    help="quantise every model of MANIFEST (default models/manifest.json) and register them")
+    ap.add_argument(
+        "--shipped",
+        nargs="?",
+        const=Path("models/manifest.json"),
+        type=Path,
+        metavar="MANIFEST",
+        help="quantise every model of MANIFEST (default models/manifest.json) and register them",
+    )
     a = ap.parse_args(argv)
     if a.shipped:
         quantize_shipped(a.shipped, a.patches)
