@@ -21,14 +21,15 @@ def upscale(image, scale: int = 3, model: str = "default", tile: int | None = No
     ``precision`` picks the shipped model's build as ``--precision`` does (auto, fp32, int8).
 
     The mode is kept (L, LA, RGB, RGBA; 16-bit grey stays 16-bit; palette
-    images come back as RGB/RGBA). The pixels are used as they are: apply
-    ``PIL.ImageOps.exif_transpose`` first if orientation matters.
+    images come back as RGB/RGBA). The image is first turned upright by its
+    EXIF orientation, as the command line does (damaged EXIF is ignored);
+    the result carries no EXIF.
     """
     from batchsr import images, models, pipeline
 
     m = models.cached(model, scale, precision)
     notes: list[str] = []
-    pixels, bits = images.to_array(image, notes)
+    pixels, bits = images.to_array(images.upright(image), notes)
     out = pipeline.upscale_pixels(pixels, m, tile)
     return images.to_pillow(out, bits, "PNG")
 
@@ -39,6 +40,9 @@ def run_folder(input, output, **options):
     ``options`` are the fields of :class:`batchsr.config.RunConfig` (scale,
     model, tile, report, providers, format, quality, html, ...); ``html=True``
     also writes the before/after page (:func:`batchsr.html_report.build`).
+    What the CLI refuses with exit code 2 raises here: ``pipeline.UsageError`` (INPUT
+    missing, OUTPUT a file or INPUT itself), ``pipeline.SetupError`` (OUTPUT, its lock or
+    the report cannot be written), ``models.ModelError``; ``lock.Locked`` is its exit 3.
     """
     from pathlib import Path
 

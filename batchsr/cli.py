@@ -309,12 +309,12 @@ def cmd_models(argv: list[str]) -> int:
 
 def _check_run_args(a, p: Parser) -> None:
     """Usage errors (exit 2, one line) for arguments that cannot make a run."""
-    if not a.input.exists():
-        p.error(f"input not found: {a.input}")
-    if a.output.exists() and not a.output.is_dir():
-        p.error(f"output exists and is not a folder: {a.output}")
-    if a.input.is_dir() and a.input.resolve() == a.output.resolve():
-        p.error("OUTPUT must differ from INPUT (batchsr never overwrites its inputs)")
+    from batchsr.pipeline import UsageError, check_paths
+
+    try:
+        check_paths(RunConfig(input=a.input, output=a.output))
+    except UsageError as exc:
+        p.error(str(exc))
     if not 1 <= a.quality <= 100:
         p.error("--quality must be between 1 and 100")
     if a.ray_address and a.engine != "ray":

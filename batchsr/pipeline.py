@@ -90,6 +90,21 @@ class SetupError(Exception):
     """The run cannot start (OUTPUT, its lock or the report cannot be written); one line, CLI rc 2."""
 
 
+class UsageError(ValueError):
+    """INPUT and OUTPUT cannot make a run (missing INPUT, OUTPUT a file or INPUT itself); one line, CLI rc 2."""
+
+
+def check_paths(cfg: RunConfig) -> None:
+    """Raise UsageError for an INPUT/OUTPUT pair that cannot make a run (the CLI's own checks)."""
+    inp, out = Path(cfg.input), Path(cfg.output)
+    if not inp.exists():
+        raise UsageError(f"input not found: {inp}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output exists and is not a folder: {out}")
+    if inp.is_dir() and inp.resolve() == out.resolve():
+        raise UsageError("OUTPUT must differ from INPUT (batchsr never overwrites its inputs)")
+
+
 def _reason(exc: OSError) -> str:
     text = exc.strerror or str(exc)
     return text[:1].lower() + text[1:]
@@ -774,8 +789,10 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
     stops the batch. Outputs that an earlier run finished and that are up to
     date are skipped unless ``cfg.overwrite``. Raises ``lock.Locked`` if
     another run is writing into the same OUTPUT. With ``cfg.dry_run`` nothing
-    is written (see :func:`dry_run`).
+    is written (see :func:`dry_run`). Raises UsageError (see :func:`check_paths`) and
+    SetupError before any image, as the CLI's exit code 2.
     """
+    check_paths(cfg)
     if cfg.dry_run:
         return dry_run(cfg, model)
     t0 = time.perf_counter()

@@ -28,3 +28,38 @@ def test_run_folder(tmp_path, random_model_path):
     s = batchsr.run_folder(src, tmp_path / "out", model=str(random_model_path), quiet=True)
     assert (s.ok, s.failed, s.exit_code) == (1, 0, 0)
     assert read_rows(tmp_path / "out" / "batchsr-report.csv")[0]["status"] == "ok"
+
+
+def test_upscale_turns_an_image_upright_by_its_exif_like_the_cli(tmp_path, random_model_path):
+    from PIL import Image
+
+    from batchsr.cli import main
+
+    im = photo(3, 24, 16)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: the camera was turned 90 degrees
+    im.save(tmp_path / "side.jpg", exif=exif.tobytes(), quality=95)
+    with Image.open(tmp_path / "side.jpg") as opened:
+        out = batchsr.upscale(opened, scale=3, model=str(random_model_path))
+    assert out.size == (16 * 3, 24 * 3)
+    assert main([str(tmp_path / "side.jpg"), str(tmp_path / "out"), "--model", str(random_model_path), "--quiet"]) == 0
+    with Image.open(tmp_path / "out" / "side.jpg") as cli_out:
+        assert cli_out.size == out.size
+
+
+def test_run_folder_refuses_what_the_cli_refuses_before_writing_anything(tmp_path, random_model_path):
+    import pytest
+
+    from batchsr.cli import main
+    from batchsr.pipeline import UsageError
+
+    with pytest.raises(UsageError, match="input not found"):
+        batchsr.run_folder(tmp_path / "missing", tmp_path / "out", model=str(random_model_path))
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="not a folder"):
+        batchsr.run_folder(tmp_path / "in", tmp_path / "file", model=str(random_model_path))
+    with pytest.raises(SystemExit) as cli:
+        main([str(tmp_path / "missing"), str(tmp_path / "out")])
+    assert cli.value.code == 2
