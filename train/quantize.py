@@ -2,6 +2,7 @@
 
     python -m train.quantize models/fast_x3.onnx /tmp/fast_x3_int8.onnx [--patches 64]
     python -m train.quantize --shipped        # every model of models/manifest.json
+    python -m train.quantize --shipped --only photo_x3   # after re-exporting one
 
 Calibration data are LR Y patches of BSDS500 train (never the evaluation
 sets), made by the shared degradation the model was trained on (bicubic or
@@ -85,7 +86,7 @@ def quantize(src: Path, dst: Path, patches: int = 64) -> None:
 NOT_QUANTIZED = {"paper"}
 
 
-def quantize_shipped(manifest: Path, patches: int = 64, log=print) -> None:
+def quantize_shipped(manifest: Path, patches: int = 64, only=(), log=print) -> None:
     """Write and register the int8 model of every float model in ``manifest`` but NOT_QUANTIZED
     (the manifest written atomically)."""
     import hashlib
@@ -95,6 +96,8 @@ def quantize_shipped(manifest: Path, patches: int = 64, log=print) -> None:
     for entry in data["models"]:
         if entry["name"] in NOT_QUANTIZED:
             entry.pop("int8", None)
+            continue
+        if only and f"{entry['name']}_x{entry['scale']}" not in only:
             continue
         src = manifest.parent / entry["file"]
         dst = src.with_name(f"{src.stem}_int8.onnx")
@@ -121,9 +124,10 @@ def main(argv=None) -> int:
         metavar="MANIFEST",
         help="quantise every model of MANIFEST (default models/manifest.json) and register them",
     )
+    ap.add_argument("--only", nargs="+", default=(), metavar="NAME_xS", help="with --shipped: just these")
     a = ap.parse_args(argv)
     if a.shipped:
-        quantize_shipped(a.shipped, a.patches)
+        quantize_shipped(a.shipped, a.patches, a.only)
         return 0
     if not (a.src and a.dst):
         ap.error("give SRC and DST, or --shipped")
