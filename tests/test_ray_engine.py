@@ -122,31 +122,8 @@ def test_a_rerun_skips_what_is_done_and_redoes_only_a_changed_input(cluster, tmp
 def test_kill_9_of_the_driver_then_resume(cluster, tmp_path, random_model_path, capsys):
     n = 90
     inp, out = tmp_path / "in", tmp_path / "out"
-    inp.mkdir()
-    im = photo(0, 96, 96)
-    names = [f"{i:04d}.png" for i in range(n)]
-    for name in names:
-        im.save(inp / name, compress_level=1)
-    # A real batchsr process, joining this module's cluster as a job of its own.
-    first = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchsr",
-            str(inp),
-            str(out),
-            "--model",
-            str(random_model_path),
-            "--engine",
-            "ray",
-            "--ray-address",
-            cluster,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    names = _same_photos(inp, n)
+    first = _ray_process(inp, out, random_model_path, cluster)
     _wait_for(lambda: _done_lines(out) >= 5, first, "five finished images", timeout=90)
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -188,30 +165,8 @@ def test_kill_9_of_the_driver_then_resume(cluster, tmp_path, random_model_path, 
 def test_sigterm_stops_a_ray_run_with_report_state_and_disk_agreeing(cluster, tmp_path, random_model_path):
     n = 90
     inp, out = tmp_path / "in", tmp_path / "out"
-    inp.mkdir()
-    im = photo(0, 96, 96)
-    for i in range(n):
-        im.save(inp / f"{i:04d}.png", compress_level=1)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batchsr",
-            str(inp),
-            str(out),
-            "--model",
-            str(random_model_path),
-            "--engine",
-            "ray",
-            "--ray-address",
-            cluster,
-            "--no-psnr",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    _same_photos(inp, n)
+    proc = _ray_process(inp, out, random_model_path, cluster, "--no-psnr")
     _wait_for(lambda: _done_lines(out) >= 3, proc, "three finished images", timeout=90)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
@@ -344,3 +299,21 @@ def _finished(out: Path) -> dict:
     """The resume record's finished outputs (the last line of each; pending lines left out)."""
     lines = [json.loads(ln) for ln in (out / STATE_NAME).read_text().splitlines()]
     return {e["out"]: e for e in lines if not e.get("pending")}
+
+
+def _same_photos(inp: Path, n: int) -> list[str]:
+    """``n`` copies of one 96x96 photo in ``inp`` (quick to write); returns their names."""
+    inp.mkdir()
+    im = photo(0, 96, 96)
+    names = [f"{i:04d}.png" for i in range(n)]
+    for name in names:
+        im.save(inp / name, compress_level=1)
+    return names
+
+
+def _ray_process(inp: Path, out: Path, model: Path, cluster: str, *flags: str) -> subprocess.Popen:
+    """A real batchsr process joining this module's cluster as a job of its own."""
+    cmd = [sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(model), "--engine", "ray"]
+    return subprocess.Popen(
+        [*cmd, "--ray-address", cluster, *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
