@@ -660,9 +660,20 @@ def _figures_html(figures: list[Figure], st: Stats, asset_url: str, page_dir: Pa
             out.append(
                 f'<figure class="pair" id="fig-{n}"><figcaption><h4>{esc(r.input)}</h4>'
                 f'<span class="muted">CSV row {f.pick.number}{why}</span>{badge}{link}'
+                f'<p class="muted estimates">{esc(_model_and_damage(r))}</p>'
                 f'</figcaption><div class="panels">{panels}</div>{notes}</figure>'
             )
     return "\n".join(out)
+
+
+def _model_and_damage(r: Row) -> str:
+    """The model that ran and what the report estimated of the input's damage (README: the report)."""
+    parts = [f"model {r.model}" if r.model else "model not recorded"]
+    if r.jpeg_quality is not None:
+        parts.append(f"JPEG quality {r.jpeg_quality:.0f}")
+    if r.noise_sigma is not None:
+        parts.append(f"noise σ {r.noise_sigma:.1f} levels")
+    return "; ".join(parts)
 
 
 _TABLE_HEAD = (

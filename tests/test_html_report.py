@@ -274,3 +274,17 @@ def test_the_page_needs_nothing_from_the_network(run_dir):
     text = html_report.build(out).read_text(encoding="utf-8")
     assert not re.search(r"(src|href)=\"(https?:)?//", text)
     assert "@import" not in text and "url(" not in text
+
+
+def test_each_figure_names_its_model_and_the_damage_estimates(tmp_path, random_model, run_folder):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    photo(0, 60, 48).save(inp / "scan.jpg", quality=70)
+    photo(1, 60, 48).save(inp / "clean.png")
+    _, rows = run_folder(inp, tmp_path / "out", random_model, psnr=True)
+    page = Page(html_report.build(tmp_path / "out").read_text(encoding="utf-8"))
+    text = " ".join(page.text)
+    q = float(rows["scan.jpg"]["jpeg_quality"])
+    sigma = float(rows["clean.png"]["noise_sigma"])
+    assert f"model {random_model.label}; JPEG quality {q:.0f}; noise σ" in text
+    assert f"model {random_model.label}; noise σ {sigma:.1f} levels" in text  # a PNG has no JPEG quality
