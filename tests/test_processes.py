@@ -4,15 +4,14 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from conftest import ROOT, photo
 from PIL import Image
+from processes import done_lines, wait_for
 
 from batchsr.lock import LOCK_NAME
 from batchsr.report import read_rows
-from batchsr.resume import STATE_NAME
 
 N = 80
 
@@ -36,22 +35,6 @@ def _start(inp: Path, out: Path, model: Path) -> subprocess.Popen:
     )
 
 
-def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, f"batchsr ended before {what}: {proc.communicate()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
-def _done_lines(out: Path) -> int:
-    """Lines of the resume record that say an output is finished (not the pending ones)."""
-    try:
-        return sum('"pending": true' not in ln for ln in (out / STATE_NAME).read_text().splitlines())
-    except FileNotFoundError:
-        return 0
-
-
 def _finished_outputs(out: Path) -> dict[str, tuple[int, int]]:
     """Outputs at final paths, each checked to be a complete image: name -> (inode, mtime_ns)."""
     found = {}
@@ -71,7 +54,7 @@ def test_kill_9_mid_run_then_resume_finishes_only_what_is_missing(tmp_path, rand
     first = _start(inp, out, random_model_path)
     # Outputs at their final paths, not resume lines: a line is written just before its
     # file's rename, so a kill between the two leaves a line whose file resume redoes.
-    _wait_for(
+    wait_for(
         lambda: len([p for p in out.glob("*.png") if not p.name.startswith(".")]) >= 5, first, "five finished images"
     )
     first.send_signal(signal.SIGKILL)
@@ -113,7 +96,7 @@ def test_a_second_run_is_locked_out_and_a_killed_runs_lock_is_taken_over(tmp_pat
         except (FileNotFoundError, ValueError):
             return False
 
-    _wait_for(lambda: holds_lock() and _done_lines(out) >= 1, first, "the first run to start working")
+    wait_for(lambda: holds_lock() and done_lines(out) >= 1, first, "the first run to start working")
     second = subprocess.run(
         [sys.executable, "-m", "batchsr", str(inp), str(out), "--model", str(random_model_path)],
         cwd=ROOT,

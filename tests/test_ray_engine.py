@@ -16,7 +16,7 @@ import ray
 from conftest import ROOT, photo
 from imgfactory import png16
 from PIL import Image
-from test_processes import _done_lines, _wait_for
+from processes import done_lines, wait_for
 
 from batchsr import pipeline, ray_engine
 from batchsr.cli import main
@@ -124,7 +124,7 @@ def test_kill_9_of_the_driver_then_resume(cluster, tmp_path, random_model_path, 
     inp, out = tmp_path / "in", tmp_path / "out"
     names = _same_photos(inp, n)
     first = _ray_process(inp, out, random_model_path, cluster)
-    _wait_for(lambda: _done_lines(out) >= 5, first, "five finished images", timeout=90)
+    wait_for(lambda: done_lines(out) >= 5, first, "five finished images", timeout=90)
     first.send_signal(signal.SIGKILL)
     first.wait()
 
@@ -167,7 +167,7 @@ def test_sigterm_stops_a_ray_run_with_report_state_and_disk_agreeing(cluster, tm
     inp, out = tmp_path / "in", tmp_path / "out"
     _same_photos(inp, n)
     proc = _ray_process(inp, out, random_model_path, cluster, "--no-psnr")
-    _wait_for(lambda: _done_lines(out) >= 3, proc, "three finished images", timeout=90)
+    wait_for(lambda: done_lines(out) >= 3, proc, "three finished images", timeout=90)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
