@@ -13,7 +13,6 @@ manifest next to it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from train import manifest as manifest_file
 from train.archs import ARCHS, facts
 from train.data import SHARED
 from train.graph import clean_sub_pixel, same_outputs
@@ -80,13 +80,11 @@ def validation_psnr(proto_bytes: bytes, meta: dict) -> tuple[float, float]:
 
 def register(manifest: Path, name: str, scale: int, file: Path, digest: str) -> None:
     """Add or replace (name, scale) in the manifest (written atomically)."""
-    data = json.loads(manifest.read_text()) if manifest.exists() else {"models": []}
+    data = manifest_file.read(manifest)
     data["models"] = [m for m in data["models"] if (m["name"], int(m["scale"])) != (name, scale)]
     data["models"].append({"name": name, "scale": scale, "file": file.name, "sha256": digest})
     data["models"].sort(key=lambda m: (m["name"], m["scale"]))
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(manifest)
+    manifest_file.write(manifest, data)
 
 
 def _degradation(cfg: dict) -> str:

@@ -125,11 +125,12 @@ def rewrite_shipped(manifest_path, log=print) -> int:
     """Rewrite every model of a manifest in place (once), each checked bit-identical on the CPU;
     the manifest's checksums follow. Returns how many were rewritten."""
     import hashlib
-    import json
     from pathlib import Path
 
+    from train import manifest as manifest_file
+
     manifest_path = Path(manifest_path)
-    data = json.loads(manifest_path.read_text())
+    data = manifest_file.read(manifest_path)
     done = 0
     for entry in data["models"]:
         path = manifest_path.parent / entry["file"]
@@ -149,9 +150,7 @@ def rewrite_shipped(manifest_path, log=print) -> int:
             "outputs bit-identical"
         )
         done += 1
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(manifest_path)
+    manifest_file.write(manifest_path, data)
     return done
 
 

@@ -90,9 +90,10 @@ def quantize_shipped(manifest: Path, patches: int = 64, only=(), log=print) -> N
     """Write and register the int8 model of every float model in ``manifest`` but NOT_QUANTIZED
     (the manifest written atomically)."""
     import hashlib
-    import json
 
-    data = json.loads(manifest.read_text())
+    from train import manifest as manifest_file
+
+    data = manifest_file.read(manifest)
     for entry in data["models"]:
         if entry["name"] in NOT_QUANTIZED:
             entry.pop("int8", None)
@@ -104,9 +105,7 @@ def quantize_shipped(manifest: Path, patches: int = 64, only=(), log=print) -> N
         quantize(src, dst, patches)
         entry["int8"] = {"file": dst.name, "sha256": hashlib.sha256(dst.read_bytes()).hexdigest()}
         log(f"wrote {dst}")
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(manifest)
+    manifest_file.write(manifest, data)
 
 
 def main(argv=None) -> int:
