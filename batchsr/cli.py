@@ -312,7 +312,7 @@ def _check_run_args(a, p: Parser) -> None:
     from batchsr.pipeline import UsageError, check_paths
 
     try:
-        check_paths(RunConfig(input=a.input, output=a.output))
+        check_paths(a.input, a.output)
     except UsageError as exc:
         p.error(str(exc))
     if not 1 <= a.quality <= 100:

@@ -94,9 +94,9 @@ class UsageError(ValueError):
     """INPUT and OUTPUT cannot make a run (missing INPUT, OUTPUT a file or INPUT itself); one line, CLI rc 2."""
 
 
-def check_paths(cfg: RunConfig) -> None:
+def check_paths(input_path: Path, output: Path) -> None:
     """Raise UsageError for an INPUT/OUTPUT pair that cannot make a run (the CLI's own checks)."""
-    inp, out = Path(cfg.input), Path(cfg.output)
+    inp, out = Path(input_path), Path(output)
     if not inp.exists():
         raise UsageError(f"input not found: {inp}")
     if out.exists() and not out.is_dir():
@@ -792,7 +792,7 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
     is written (see :func:`dry_run`). Raises UsageError (see :func:`check_paths`) and
     SetupError before any image, as the CLI's exit code 2.
     """
-    check_paths(cfg)
+    check_paths(cfg.input, cfg.output)
     if cfg.dry_run:
         return dry_run(cfg, model)
     t0 = time.perf_counter()
