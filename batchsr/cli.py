@@ -51,29 +51,36 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
 def _tile(text: str) -> int:
-    v = int(text)
+    v = _integer(text)
     if v < 0:
         raise argparse.ArgumentTypeError("must be 0 (whole image) or a positive tile size in LR pixels")
     return v
 
 
 def _non_negative(text: str) -> int:
-    v = int(text)
+    v = _integer(text)
     if v < 0:
         raise argparse.ArgumentTypeError("must be 0 or a positive integer")
     return v
 
 
 def _positive(text: str) -> int:
-    v = int(text)
+    v = _integer(text)
     if v <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return v
 
 
 def _sample(text: str) -> int:
-    v = int(text)
+    v = _integer(text)
     if v < 0:
         raise argparse.ArgumentTypeError("must be 0 (no pictures) or a positive number of images")
     return v
