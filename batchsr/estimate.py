@@ -45,6 +45,14 @@ scripts were not kept::
     Donoho MAD, Haar HH band        3.11 6.39  9.92 (71) 2.36   +8.4 / +6.8 / +5.5 / +4.7
     5x5, least eigenvalue, no split 0.66 2.27  4.42 (14) 3.11   +2.9 / +1.7 / -2.1 / -2.8
     this, selection off v (a)       0.43 1.85  4.26 (10) 1.58   +3.0 / +2.3 / +2.3 / +2.1
+    962x642 (25 2x2 mosaics: ``python tests/test_estimate.py mosaic``)
+    this (every other patch row and column, as planes of 250,000 pixels and more)
+                                    0.10 0.23  0.30 (0)  0.17   +0.1 / -0.1 / +0.2 / -0.1
+    this, every patch               0.10 0.23  0.30 (0)  0.19   -0.1 / -0.1 / -0.2 / -0.2
+
+Every other patch costs a quarter (``benchmarks/estimate_cost.py``); on single B100
+photos (481x321) it would add a clean photo reading 2 levels or more (3 instead of 2;
+at 160x107, 12 instead of 6), so smaller planes keep every patch.
 
 (a) patches selected by their energy off the least direction v, found on the
 other half, so that the selection is independent of the noise along v: no
@@ -221,6 +229,9 @@ _TOL = 1e-3  # stop when the variance changes less than this, relatively
 _MAX_PIXELS = 2_000_000  # above this, a sample of tiles ...
 _SAMPLE = 1_000_000  # ... of about this many pixels
 _TILE = 128
+# Planes of at least this many pixels use every other patch row and column: a quarter of the
+# work; measured on 2x2 mosaics of B100 photos (module docstring). Smaller planes need every patch.
+_STRIDE_PIXELS = 250_000
 
 
 def _basis(n: int) -> np.ndarray:
@@ -234,9 +245,10 @@ def _basis(n: int) -> np.ndarray:
 _Q = _basis(_P)
 
 
-def _patch_coefficients(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every 4x4 patch of ``y`` in the DC-free basis (n, 15), and its half (bool: odd band of rows)."""
-    w = np.lib.stride_tricks.sliding_window_view(y, (_P, _P))
+def _patch_coefficients(y: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 4x4 patches of ``y`` at every ``stride``-th row and column in the DC-free basis (n, 15),
+    and each one's half (bool: odd band of patch rows)."""
+    w = np.lib.stride_tricks.sliding_window_view(y, (_P, _P))[::stride, ::stride]
     rows, cols = w.shape[:2]
     half = ((np.arange(rows) // _BAND) % 2 == 1).repeat(cols)
     return w.reshape(-1, _P * _P) @ _Q, half
@@ -298,7 +310,8 @@ def noise_sigma(y: np.ndarray) -> float:
         raise ValueError(f"noise_sigma wants a 2-D plane, got shape {y.shape}")
     if min(y.shape) < _P:
         return float("nan")
-    z, half = (np.concatenate(p) for p in zip(*map(_patch_coefficients, _tiles(y)), strict=True))
+    stride = 2 if y.size >= _STRIDE_PIXELS else 1
+    z, half = (np.concatenate(p) for p in zip(*(_patch_coefficients(t, stride) for t in _tiles(y)), strict=True))
     if min(np.count_nonzero(half), np.count_nonzero(~half)) < 2 * _D:
         return float("nan")
     e = np.einsum("ij,ij->i", z, z)

@@ -30,7 +30,7 @@ from batchsr.config import ASSETS_NAME, HTML_NAME, RunConfig
 from batchsr.degrade import degrade
 from batchsr.discover import Job, Skip, discover
 from batchsr.distribute import MemoryBudget
-from batchsr.estimate import estimate
+from batchsr.estimate import Damage, estimate
 from batchsr.lock import LOCK_NAME, Locked, RunLock
 from batchsr.models import Model
 from batchsr.report import ERROR, OK, SKIPPED, CsvReport, Row, Summary
@@ -295,11 +295,15 @@ def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[fl
     return metrics.psnr_y(truth, bicubic, s), metrics.psnr_y(truth, sr, s)
 
 
-def damage_columns(pic: images.Picture) -> tuple[float | None, float | None]:
-    """(jpeg_quality, noise_sigma) of the report: what the input's file and luma say of its damage."""
+def damage_of(pic: images.Picture) -> Damage:
+    """What the input's file and luma say of its damage (the report's jpeg_quality and noise_sigma)."""
     colour = pic.pixels[..., :3] if pic.pixels.shape[2] >= 3 else None
     y = color.rgb_to_y(colour) if colour is not None else color.gray_to_y(pic.pixels[..., 0])
-    found = estimate(y * np.float32(255.0), pic.jpeg_quality)
+    return estimate(y * np.float32(255.0), pic.jpeg_quality)
+
+
+def damage_columns(found: Damage) -> tuple[float | None, float | None]:
+    """(jpeg_quality, noise_sigma) of the report: a NaN sigma (an image too small to tell) left empty."""
     return found.jpeg_quality, (None if math.isnan(found.noise_sigma) else found.noise_sigma)
 
 
@@ -372,7 +376,7 @@ def process(
                 slot.acquire()
             # The output is written by now: a failing side experiment must not make it an error row.
             try:
-                row.jpeg_quality, row.noise_sigma = damage_columns(pic)
+                row.jpeg_quality, row.noise_sigma = damage_columns(damage_of(pic))
                 row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
                 if row.psnr_bicubic is None:
                     notes.append(f"too small for the PSNR experiment at x{model.scale}")

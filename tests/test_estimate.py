@@ -2,7 +2,8 @@
 
 Run as a script for the table of noise-estimator errors quoted in the module docstring:
 ``python tests/test_estimate.py`` (B100 at 481x321) or ``python tests/test_estimate.py small``
-(their x3 bicubic LR, 160x107).
+(their x3 bicubic LR, 160x107) or ``python tests/test_estimate.py mosaic`` (2x2 mosaics of them,
+962x642, which the estimator measures on every other patch row and column).
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ SIGMAS = (2, 5, 10, 15)
 SMOOTH = ("3096", "45096")
 TEXTURED = ("167083", "291000", "33039", "55073")
 NOISE_LIKE = ("86016", "175032")
+
+
+def mosaic_y(shared: Path, names) -> np.ndarray:
+    """Four B100 photos' luma side by side, 2 x 2 (portrait ones turned): 962x642, a scan's size."""
+    ys = []
+    for name in names:
+        y = b100_y(shared, name)
+        ys.append(y.T if y.shape[0] > y.shape[1] else y)
+    return np.block([[ys[0], ys[1]], [ys[2], ys[3]]])
 
 
 def reopen(im: Image.Image, **save) -> Image.Image:
@@ -196,6 +206,18 @@ def test_texture_that_reads_as_noise_still_adds_in_quadrature(shared, name):
         assert abs(E.noise_sigma(y + s * white(y.shape)) - np.hypot(s, own)) <= 1.5
 
 
+@pytest.mark.parametrize("names", [TEXTURED, SMOOTH + TEXTURED[:2]])
+def test_noise_on_photo_mosaics_measured_on_every_other_patch(shared, names):
+    """Planes of a scan's size take a quarter of the patches: the same tolerances hold."""
+    y = mosaic_y(shared, names)
+    assert y.size >= E._STRIDE_PIXELS
+    own = E.noise_sigma(y)
+    assert own < 2
+    for s in SIGMAS:
+        est = E.noise_sigma(y + s * white(y.shape))
+        assert abs(est - s) <= 1.5 and abs(est - np.hypot(s, own)) <= 1.5, (s, est, own)
+
+
 @pytest.mark.parametrize("name", SMOOTH + TEXTURED)
 def test_noise_on_lr_photos(shared, name):
     """At LR size (x3 bicubic, 160x107) texture is denser: only the quadrature form is asserted."""
@@ -258,20 +280,26 @@ def donoho_mad(y: np.ndarray) -> float:
     return float(np.median(np.abs(hh)) / 0.6744897501960817)
 
 
-def error_table(shared: Path, small: bool = False) -> None:
+def error_table(shared: Path, small: bool = False, mosaic: bool = False) -> None:
     methods = {
         "estimate.noise_sigma": E.noise_sigma,
         "Immerkaer, edges excluded": immerkaer_edges,
         "Donoho MAD, Haar HH": donoho_mad,
     }
     rows = {m: [] for m in methods}
-    for path in sorted((shared / "data" / "bsds500" / "val").glob("*.jpg")):
-        y = b100_y(shared, path.stem, small)
+    names = [p.stem for p in sorted((shared / "data" / "bsds500" / "val").glob("*.jpg"))]
+    planes = (
+        (mosaic_y(shared, names[i : i + 4]) for i in range(0, len(names), 4))
+        if mosaic
+        else (b100_y(shared, n, small) for n in names)
+    )
+    for y in planes:
         noise = white(y.shape)
         for m, f in methods.items():
             rows[m].append([f(y)] + [f(y + s * noise) for s in SIGMAS])
     print(
-        f"{len(rows[m])} photos, {'x3 LR' if small else 'full size'}; own: median p90 max (#>=2); "
+        f"{len(rows[m])} {'mosaics' if mosaic else 'photos'}, {'x3 LR' if small else 'full size'}; "
+        "own: median p90 max (#>=2); "
         "max |est - hypot(s, own)|; worst est - s at s =",
         SIGMAS,
     )
@@ -288,4 +316,8 @@ def error_table(shared: Path, small: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    error_table(Path(__file__).resolve().parent.parent.parent / "shared", small="small" in sys.argv[1:])
+    error_table(
+        Path(__file__).resolve().parent.parent.parent / "shared",
+        small="small" in sys.argv[1:],
+        mosaic="mosaic" in sys.argv[1:],
+    )
