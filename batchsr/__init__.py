@@ -38,26 +38,28 @@ def run_folder(input, output, **options):
     """Run a whole folder job like the command line does; returns a ``report.Summary``.
 
     ``options`` are the fields of :class:`batchsr.config.RunConfig` (scale,
-    model, tile, report, providers, format, quality, html, ...); ``html=True``
-    also writes the before/after page (:func:`batchsr.html_report.build`).
+    model: "auto" by default, per image as the command line does; tile, report,
+    providers, format, quality, html, ...); ``html=True`` also writes the before/after
+    page (:func:`batchsr.html_report.build`).
     What the CLI refuses with exit code 2 raises here: ``pipeline.UsageError`` (INPUT
     missing, OUTPUT a file or INPUT itself), ``pipeline.SetupError`` (OUTPUT, its lock or
     the report cannot be written), ``models.ModelError``; ``lock.Locked`` is its exit 3.
     """
     from pathlib import Path
 
-    from batchsr import models, pipeline
+    from batchsr import pipeline
+    from batchsr.choice import load_choice
     from batchsr.config import RunConfig
     from batchsr.engine import EngineOptions
 
     cfg = RunConfig(input=Path(input), output=Path(output), **options)
-    m = models.load(
+    choice = load_choice(
         cfg.model,
         cfg.scale,
         EngineOptions(providers=cfg.providers, threads=cfg.threads, device=cfg.device),
         precision=cfg.precision,
     )
-    summary = pipeline.run(cfg, m)
+    summary = pipeline.run(cfg, choice)
     if cfg.html:
         from batchsr import html_report
 

@@ -96,16 +96,22 @@ def _add_html_sample(p: argparse.ArgumentParser, implies: str = "") -> None:
     )
 
 
-def _add_model_options(p: argparse.ArgumentParser, precision: str = "auto") -> None:
+def _add_model_options(p: argparse.ArgumentParser, precision: str = "auto", model: str = "auto") -> None:
     p.add_argument(
         "--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default 3; with --model PATH, the file's own)"
     )
+    choose = (
+        "; auto: per image, photo for damaged inputs (JPEG quality 88 or less, or noise 2 levels or "
+        "more) and default for the others"
+        if model == "auto"
+        else ""
+    )
     p.add_argument(
         "--model",
-        default="default",
+        default=model,
         metavar="NAME|PATH.onnx",
-        help="a shipped model's name (see `batchsr models`) or an ONNX file exported by "
-        "`python -m train` (default: default)",
+        help=f"a shipped model's name (see `batchsr models`) or an ONNX file exported by "
+        f"`python -m train`{choose} (default: {model})",
     )
     p.add_argument(
         "--tile",
@@ -230,7 +236,7 @@ def eval_parser() -> Parser:
         metavar="[NAME=]FOLDER",
         help="folders of ground-truth images; NAME= labels the row (e.g. B100=.../bsds500/val)",
     )
-    _add_model_options(p, precision="fp32")  # figures that do not depend on the machine
+    _add_model_options(p, precision="fp32", model="default")  # figures that do not depend on the machine
     p.add_argument(
         "--degradation",
         choices=("bicubic", "realistic"),
@@ -252,13 +258,15 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     logging.getLogger("batchsr").setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
-def _load_model(a, usage_exit, threads: int = 0):
+def _load_models(a, usage_exit, threads: int = 0):
+    """The run's Choice of models (both of ``--model auto``, or the one named), or a usage exit."""
+    from batchsr.choice import load_choice
     from batchsr.engine import EngineError, EngineOptions, parse_providers
-    from batchsr.models import ModelError, load
+    from batchsr.models import ModelError
 
     try:
         providers = parse_providers(a.providers) if a.providers else None
-        return load(
+        return load_choice(
             a.model,
             a.scale,
             EngineOptions(providers=providers, threads=a.threads or threads, device=a.device),
@@ -280,7 +288,12 @@ def cmd_eval(argv: list[str]) -> int:
             p.error(f"not a folder: {path}")
         folders.append((name or Path(path).name, Path(path)))
     _setup_logging(False, False)
-    model = _load_model(a, p.error)
+    if a.model == "auto":
+        p.error(
+            "batchsr eval scores one model; --model auto chooses per image from the input's file "
+            "(benchmarks/auto_rule.py scores the choice)"
+        )
+    model = _load_models(a, p.error).clean
     from batchsr.evaluate import EvalError, evaluate_folder, table, write_csv
     from batchsr.tuning import tune_allocator
 
@@ -349,13 +362,13 @@ def cmd_run(argv: list[str]) -> int:
     tune_allocator()  # this process is ours: keep the images' temporaries for reuse
 
     # Local jobs share this machine's cores; a Ray worker sizes its own session.
-    model = _load_model(a, p.error, threads_per_job(a.jobs) if a.engine == "local" else 0)
+    choice = _load_models(a, p.error, threads_per_job(a.jobs) if a.engine == "local" else 0)
     # The providers asked for, not this machine's pick: a Ray worker on a GPU node picks its own.
-    providers = tuple(model.engine.providers) if a.providers else None
+    providers = tuple(choice.clean.engine.providers) if a.providers else None
     cfg = RunConfig(
         input=a.input,
         output=a.output,
-        scale=model.scale,
+        scale=choice.scale,
         model=a.model,
         tile=a.tile,
         report=a.report,
@@ -375,14 +388,14 @@ def cmd_run(argv: list[str]) -> int:
         html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample,
         engine=a.engine,
         ray_address=a.ray_address,
-        precision=model.precision,
+        precision=choice.clean.precision,
         device=a.device,
     )
     from batchsr.lock import Locked
     from batchsr.pipeline import Interrupted, SetupError, run
 
     try:
-        summary = run(cfg, model)
+        summary = run(cfg, choice)
     except Locked as exc:
         print(f"batchsr: {exc}", file=sys.stderr)
         return EXIT_LOCKED

@@ -37,7 +37,8 @@ class RunConfig:
     input: Path
     output: Path
     scale: int | None = None
-    model: str = "default"
+    # "auto": per image, `default` or `photo` by the input's damage (batchsr.choice); else one model.
+    model: str = "auto"
     tile: int | None = None
     report: Path | None = None
     providers: tuple[str, ...] | None = None

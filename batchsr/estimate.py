@@ -1,6 +1,7 @@
 """Per-image damage estimates: the JPEG quality an input was saved at and its noise level.
 
-Used to pick a model for an image and to report its damage; numpy and Pillow only.
+Used to pick a model for an image (:class:`DamageRule`: when an input counts as damaged) and
+to report its damage; numpy and Pillow only.
 
 JPEG quality (:func:`jpeg_quality`) inverts the IJG/libjpeg scaling of the
 Annex K tables (K.1 for table 0, K.2 for the others): exact for libjpeg-style
@@ -66,6 +67,7 @@ photos offsets the texture along v. Photos whose texture is finer than a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -346,3 +348,27 @@ def estimate(y: np.ndarray, jpeg_quality: float | None) -> Damage:
     """All estimates for one decoded image: ``y`` its luma in 8-bit units (H, W), ``jpeg_quality``
     what :func:`jpeg_quality` read from the file as Pillow opened it (``images.Picture`` carries it)."""
     return Damage(jpeg_quality=jpeg_quality, noise_sigma=noise_sigma(y))
+
+
+@dataclass(frozen=True)
+class DamageRule:
+    """When an input counts as damaged (``--model auto`` then runs ``photo``): its JPEG quality
+    at most ``max_jpeg_quality``, or the noise of its luma at least ``min_noise_sigma`` levels
+    (an image too small to tell is clean).
+
+    Fitted by ``python benchmarks/auto_rule.py`` (grid search, highest mean PSNR-Y over a
+    realistic and a clean validation set together: B100 at seed 1, x3; the lab notebook,
+    docs/notebook-real-photos.md, has the table).
+    """
+
+    max_jpeg_quality: float = 88.0
+    min_noise_sigma: float = 2.0
+
+    def seen(self, damage: Damage) -> str | None:
+        """Why the rule judges the input damaged ("JPEG quality 75", "noise 3.1"), or None if clean."""
+        q, sigma = damage.jpeg_quality, damage.noise_sigma
+        if q is not None and q <= self.max_jpeg_quality:
+            return f"JPEG quality {q:.0f}"
+        if not math.isnan(sigma) and sigma >= self.min_noise_sigma:
+            return f"noise {sigma:.1f}"
+        return None

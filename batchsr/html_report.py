@@ -39,9 +39,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from batchsr.config import ASSETS_NAME, DEFAULT_HTML_SAMPLE, HTML_NAME, REPORT_NAME
+from batchsr.estimate import Damage, DamageRule
 from batchsr.images import upright
 from batchsr.isolation import own_pixel_limit, umask, warnings_into
-from batchsr.report import OK, SKIPPED, Row, Summary, read_report
+from batchsr.report import ERROR, OK, SKIPPED, Row, Summary, read_report
 
 PAGE_ROWS = 500  # rows per table page: about 150 KB of HTML
 CROP = 48  # side of the zoomed region, in input pixels
@@ -75,6 +76,8 @@ class Stats:
     models: tuple[tuple[str, int], ...]  # (model, images), most used first
     providers: tuple[tuple[str, int], ...]
     in_pixels: int  # input pixels of ok images
+    estimated: int = 0  # images with damage estimates in the CSV (skipped ones included)
+    damaged: int = 0  # ... that estimate.DamageRule judges damaged
 
     @property
     def processed(self) -> int:
@@ -107,6 +110,9 @@ def run_stats(rows: list[Row]) -> Stats:
     models = Counter(r.model for r in rows if r.model and r.status != SKIPPED)
     providers = Counter(r.providers for r in rows if r.providers and r.status != SKIPPED)
     pixels = sum(r.width * r.height for r in rows if r.status == OK and r.width and r.height)
+    estimated = [r for r in rows if r.status != ERROR and (r.jpeg_quality is not None or r.noise_sigma is not None)]
+    rule = DamageRule()
+    damaged = sum(rule.seen(Damage(r.jpeg_quality, _nan(r.noise_sigma))) is not None for r in estimated)
     return Stats(
         len(rows),
         summary.ok,
@@ -118,7 +124,13 @@ def run_stats(rows: list[Row]) -> Stats:
         tuple(models.most_common()),
         tuple(providers.most_common()),
         pixels,
+        len(estimated),
+        damaged,
     )
+
+
+def _nan(v: float | None) -> float:
+    return math.nan if v is None else v
 
 
 _NICE_WIDTHS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
@@ -536,11 +548,20 @@ def _summary_html(st: Stats) -> str:
     dl = "".join(f'<div><dt>{esc(k)}</dt><dd id="{i}">{esc(v)}</dd></div>' for k, i, v in cards)
     models = ", ".join(f"{esc(m)} ({n})" if len(st.models) > 1 else esc(m) for m, n in st.models) or "–"
     providers = ", ".join(f"{esc(p)} ({n})" if len(st.providers) > 1 else esc(p) for p, n in st.providers) or "–"
+    rule = DamageRule()
+    damage = (
+        f'<p>Damage: <strong id="damaged">{st.damaged} of {st.estimated}</strong> images with estimates '
+        f"judged damaged (JPEG quality at most {rule.max_jpeg_quality:.0f}, or noise of "
+        f"{rule.min_noise_sigma:g} levels or more: <code>--model auto</code> runs <code>photo</code> on "
+        f"them, <code>default</code> on the others).</p>"
+        if st.estimated
+        else ""
+    )
     return (
         f'<dl class="cards">{dl}</dl>\n'
         f'<p>Model: <strong id="model">{models}</strong>; providers: <span id="providers">'
         f"{providers}</span>. Times are the sums of the per-image times in the CSV "
-        f"(throughput counts ok and failed images).</p>"
+        f"(throughput counts ok and failed images).</p>{damage}"
     )
 
 
@@ -679,7 +700,8 @@ def _model_and_damage(r: Row) -> str:
 _TABLE_HEAD = (
     '<thead><tr><th class="n">#</th><th>input</th><th>status</th><th class="n">size</th>'
     '<th class="n">output size</th><th class="n">seconds</th><th class="n">bicubic dB</th>'
-    '<th class="n">batchsr dB</th><th class="n">gain dB</th><th>error or notes</th></tr></thead>'
+    '<th class="n">batchsr dB</th><th class="n">gain dB</th><th>model</th><th class="n">JPEG quality</th>'
+    '<th class="n">noise σ</th><th>error or notes</th></tr></thead>'
 )
 
 
@@ -712,6 +734,7 @@ def _table_html(numbered: list[tuple[int, Row]], outputs: OutputMap, page_dir: P
             f"{_num_cell(r.seconds, '.3f')}{_num_cell(r.psnr_bicubic, '.2f')}"
             f"{_num_cell(r.psnr_model, '.2f')}"
             f"{_num_cell(gain, '+.2f', 'n bad' if gain is not None and gain < 0 else 'n')}"
+            f"<td>{esc(r.model)}</td>{_num_cell(r.jpeg_quality, '.0f')}{_num_cell(r.noise_sigma, '.1f')}"
             f"<td>{esc(r.error or r.notes)}</td></tr>"
         )
     return (

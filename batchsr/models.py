@@ -114,6 +114,7 @@ class Model:
     engine: Engine
     metadata: dict
     sha256: str
+    source: Path | None = None  # the file it was opened from (None: from bytes)
 
     @property
     def precision(self) -> str:
@@ -175,7 +176,7 @@ def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | 
         raise ModelError(f"{what} has malformed batchsr metadata") from None
     if scale and model_scale != scale:
         raise ModelError(f"{what} is an x{model_scale} model, but --scale {scale} was asked for")
-    return Model(name, model_scale, radius, engine, meta, digest)
+    return Model(name, model_scale, radius, engine, meta, digest, source if isinstance(source, Path) else None)
 
 
 @lru_cache(maxsize=8)

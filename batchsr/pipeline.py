@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from batchsr import color, images, metrics, resume, tiling
+from batchsr.choice import Choice, as_choice
 from batchsr.config import ASSETS_NAME, HTML_NAME, RunConfig
 from batchsr.degrade import degrade
 from batchsr.discover import Job, Skip, discover
@@ -310,7 +311,7 @@ def damage_columns(found: Damage) -> tuple[float | None, float | None]:
 def process(
     job: Job,
     output_root: Path,
-    model: Model,
+    choice: Choice | Model,
     cfg: RunConfig,
     on_commit: Callable[[Row, os.stat_result], None] | None = None,
     slot: ComputeSlot | None = None,
@@ -318,6 +319,8 @@ def process(
 ) -> Row:
     """Upscale one image and write it atomically. Never raises for a bad input: returns an error row.
 
+    ``choice`` picks the model from the input's damage estimates (``--model auto``), or
+    is one model that runs every image; the row names the model that ran.
     ``on_commit(row, stat)`` runs once the output is complete in its
     temporary file, just before it is renamed into place (resume records it).
     ``slot``, held by the caller, is let go while the output is fsynced and
@@ -325,8 +328,12 @@ def process(
     abandoned (raises Stopped, its temporary file removed) unless its output
     was already committed.
     """
+    choice = as_choice(choice)
     dst = Path(output_root) / job.rel
-    row = Row(input=str(job.src), output=str(dst), scale=model.scale, model=model.label, providers=model.engine.ran_on)
+    clean = choice.clean
+    row = Row(
+        input=str(job.src), output=str(dst), scale=choice.scale, model=choice.label, providers=clean.engine.ran_on
+    )
     notes = list(job.notes)
     t0 = time.perf_counter()
     try:
@@ -334,6 +341,7 @@ def process(
         pic = images.load(job.src, cfg.max_pixels)
         row.width, row.height = pic.width, pic.height
         notes += pic.notes
+        model = _choose(choice, pic, row, notes, cfg.psnr)
         fmt = job.format
         s = model.scale
         row.out_width, row.out_height = pic.width * s, pic.height * s
@@ -376,7 +384,6 @@ def process(
                 slot.acquire()
             # The output is written by now: a failing side experiment must not make it an error row.
             try:
-                row.jpeg_quality, row.noise_sigma = damage_columns(damage_of(pic))
                 row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
                 if row.psnr_bicubic is None:
                     notes.append(f"too small for the PSNR experiment at x{model.scale}")
@@ -394,6 +401,24 @@ def process(
     row.notes = "; ".join(notes)
     row.seconds = time.perf_counter() - t0
     return row
+
+
+def _choose(choice: Choice, pic: images.Picture, row: Row, notes: list[str], columns: bool) -> Model:
+    """The model for ``pic``, the damage columns filled in when the choice or ``columns`` asks
+    for the estimates; a note says why auto chose the damaged-input model, or that the
+    estimate failed (the clean-input model then runs)."""
+    damage = None
+    if choice.auto or columns:
+        try:
+            damage = damage_of(pic)
+            row.jpeg_quality, row.noise_sigma = damage_columns(damage)
+        except Exception as exc:  # an estimate must never cost the image
+            notes.append(f"damage estimate failed ({type(exc).__name__})")
+    model, seen = choice.pick(damage)
+    row.model, row.providers = model.label, model.engine.ran_on
+    if seen:
+        notes.append(f"{model.name} chosen for {seen}")
+    return model
 
 
 def _error_line(exc: Exception) -> str:
@@ -452,10 +477,10 @@ def _output_pixels(src: Path, scale: int) -> int:
     return size[0] * size[1] * scale * scale if size else 0
 
 
-def make_distributor(cfg: RunConfig, model: Model | None = None, todo: list[Job] | None = None):
+def make_distributor(cfg: RunConfig, choice: Choice | None = None, todo: list[Job] | None = None):
     """The engine that runs the per-image work: this machine (``--jobs`` images in flight) or Ray.
 
-    ``todo`` are the jobs that need the model; the Ray engine sizes its pool by
+    ``todo`` are the jobs that need the models; the Ray engine sizes its pool by
     them and checks that its workers can read the first. With nothing to do, no
     cluster is started: every row is the driver's own.
     """
@@ -466,19 +491,19 @@ def make_distributor(cfg: RunConfig, model: Model | None = None, todo: list[Job]
     if cfg.engine == "ray" and todo:
         from batchsr.ray_engine import RayDistributor
 
-        return RayDistributor(cfg, model, todo)
+        return RayDistributor(cfg, as_choice(choice), todo)
     # Twice --jobs threads: --jobs compute (ImageRunner's slots), the others
     # start the next images while finished ones wait for their fsync.
     return LocalDistributor(cfg.jobs, threads=2 * cfg.jobs if cfg.jobs > 1 else 1)
 
 
-def _key(job: Job, model: Model, cfg: RunConfig) -> str | None:
+def _key(job: Job, choice: Choice, cfg: RunConfig) -> str | None:
     quality = cfg.quality if job.format in images.LOSSY else None
-    return resume.job_key(job.input_rel.as_posix(), job.src, model.sha256, model.scale, job.format, quality)
+    return resume.job_key(job.input_rel.as_posix(), job.src, choice.digest, choice.scale, job.format, quality)
 
 
-def _skip_row(item: Skip, model: Model) -> Row:
-    row = Row(input=str(item.path), status=item.status, model=model.label, scale=model.scale)
+def _skip_row(item: Skip, choice: Choice) -> Row:
+    row = Row(input=str(item.path), status=item.status, model=choice.label, scale=choice.scale)
     if item.status == ERROR:
         row.error = item.reason
     else:
@@ -488,11 +513,11 @@ def _skip_row(item: Skip, model: Model) -> Row:
 
 def _recorded(row: Row) -> dict:
     """What the resume state keeps of a finished row, so a rerun's row can repeat it."""
-    return {k: getattr(row, k) for k in (*resume.COUNTS, *resume.FIGURES, "notes")}
+    return {k: getattr(row, k) for k in (*resume.COUNTS, *resume.FIGURES, *resume.TEXTS)}
 
 
-def _up_to_date_row(job: Job, output: Path, model: Model, entry: dict) -> Row:
-    """A skipped row that keeps the figures and notes of the run that wrote the output."""
+def _up_to_date_row(job: Job, output: Path, choice: Choice, entry: dict) -> Row:
+    """A skipped row that keeps the figures, model and notes of the run that wrote the output."""
     carried = resume.figures(entry)
     notes = "; ".join(
         ["up to date: same input, model and settings (--overwrite redoes it)"]
@@ -502,9 +527,9 @@ def _up_to_date_row(job: Job, output: Path, model: Model, entry: dict) -> Row:
         input=str(job.src),
         output=str(output / job.rel),
         status=SKIPPED,
-        scale=model.scale,
-        model=model.label,
-        providers=model.engine.ran_on,
+        scale=choice.scale,
+        model=carried.pop("model", choice.label),
+        providers=choice.clean.engine.ran_on,
         notes=notes,
         **carried,
     )
@@ -536,12 +561,13 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
+def plan(cfg: RunConfig, choice: Choice | Model) -> list[tuple[Job | Skip, dict | None]]:
     """Discovery plus resume: each reportable item with its up-to-date state entry (or None).
 
     Unless ``cfg.overwrite``, a job whose output path holds a file batchsr did
     not write, or one changed since, becomes a skipped item: never replaced.
     """
+    choice = as_choice(choice)
     output = Path(cfg.output)
     state = resume.State(output) if not cfg.overwrite else None
     out: list[tuple[Job | Skip, dict | None]] = []
@@ -586,7 +612,7 @@ def plan(cfg: RunConfig, model: Model) -> list[tuple[Job | Skip, dict | None]]:
                 )
             )
             continue
-        entry = state.done(item.rel.as_posix(), _key(item, model, cfg)) if state else None
+        entry = state.done(item.rel.as_posix(), _key(item, choice, cfg)) if state else None
         # Behind a link in OUTPUT (never written through) process() reports the link instead.
         linked = os.path.realpath((output / item.rel).parent) != os.path.join(out_root, *item.rel.parent.parts)
         why = state.foreign(item.rel.as_posix()) if state and entry is None and not linked else None
@@ -647,34 +673,39 @@ class ImageRunner:
     """
 
     def __init__(
-        self, cfg: RunConfig, model: Model, todo: int | None = None, cores: int | None = None, adapt: bool | None = None
+        self,
+        cfg: RunConfig,
+        choice: Choice | Model,
+        todo: int | None = None,
+        cores: int | None = None,
+        adapt: bool | None = None,
     ):
-        self.cfg, self.model, self.todo = cfg, model, todo
+        self.cfg, self.choice, self.todo = cfg, as_choice(choice), todo
         self.cores = cores or os.cpu_count() or 1
         # Locally an explicit --threads is the user's word; a Ray actor's --threads is its CPU count.
         self.adapt = not cfg.threads if adapt is None else adapt
         self.budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
         self.slots = threading.Semaphore(max(1, cfg.jobs))
-        self._wide: Model | None = None
+        self._wide: Choice | None = None
         self._wide_lock = threading.Lock()
         self.stop: threading.Event | None = None  # set by the driver on SIGINT/SIGTERM/SIGHUP
 
-    def model_for(self, cost: int) -> Model:
-        """The model to run an image of ``cost`` output pixels with."""
-        engine = self.model.engine
+    def choice_for(self, cost: int) -> Choice:
+        """The models to run an image of ``cost`` output pixels with."""
+        engine = self.choice.clean.engine
         if not self.adapt or not engine.on_cpu or (engine.options.threads or self.cores) >= self.cores:
-            return self.model
+            return self.choice
         if not (2 * cost > MEMORY_BUDGET_PIXELS or self.todo == 1):
-            return self.model
+            return self.choice
         with self._wide_lock:
-            if self._wide is None:
-                self._wide = replace(self.model, engine=engine.with_threads(self.cores))
+            if self._wide is None:  # built on first need; both models of auto at once (small sessions)
+                self._wide = self.choice.map(lambda m: replace(m, engine=m.engine.with_threads(self.cores)))
             return self._wide
 
     def __call__(
         self, job: Job, output_root: Path, on_commit: Callable[[Row, os.stat_result], None] | None = None
     ) -> Row:
-        cost = _output_pixels(job.src, self.model.scale)
+        cost = _output_pixels(job.src, self.choice.scale)
         # Budget first, then a slot; a slot is only ever taken with budget held, so
         # the two cannot wait on each other.
         self.budget.acquire(cost)
@@ -683,7 +714,7 @@ class ImageRunner:
             slot.acquire()
             if self.stop is not None and self.stop.is_set():
                 raise Stopped()
-            return process(job, output_root, self.model_for(cost), self.cfg, on_commit, slot, self.stop)
+            return process(job, output_root, self.choice_for(cost), self.cfg, on_commit, slot, self.stop)
         finally:
             slot.release()
             self.budget.release(cost)
@@ -700,10 +731,10 @@ class FolderWork:
     the resume state.
     """
 
-    def __init__(self, cfg: RunConfig, model: Model, state: resume.State, todo: int | None = None):
-        self.cfg, self.model, self.state = cfg, model, state
+    def __init__(self, cfg: RunConfig, choice: Choice | Model, state: resume.State, todo: int | None = None):
+        self.cfg, self.choice, self.state = cfg, as_choice(choice), state
         self.output = Path(cfg.output)
-        self.runner = ImageRunner(cfg, model, todo)
+        self.runner = ImageRunner(cfg, self.choice, todo)
         self.stop = threading.Event()
         self.runner.stop = self.stop
 
@@ -711,14 +742,14 @@ class FolderWork:
         """The row of an item settled without the model (skipped, refused, up to date), else None."""
         item, entry = pair
         if isinstance(item, Skip):
-            return _skip_row(item, self.model)
+            return _skip_row(item, self.choice)
         if entry is not None:
-            return _up_to_date_row(item, self.output, self.model, entry)
+            return _up_to_date_row(item, self.output, self.choice, entry)
         return None
 
     def key(self, job: Job) -> str | None:
         """The resume key of ``job``'s output, taken before it is processed."""
-        return _key(job, self.model, self.cfg)
+        return _key(job, self.choice, self.cfg)
 
     def record(self, job: Job, key: str | None, row: Row, stat: os.stat_result) -> None:
         """Note in the resume state that ``job``'s output (whose finished file has ``stat``) is done."""
@@ -761,20 +792,21 @@ def _say(text: str) -> None:
     print(text.encode(enc, "backslashreplace").decode(enc, "replace"))
 
 
-def dry_run(cfg: RunConfig, model: Model, out: Callable[[str], None] = _say) -> Summary:
+def dry_run(cfg: RunConfig, choice: Choice | Model, out: Callable[[str], None] = _say) -> Summary:
     """Say on stdout (or to ``out``) what a run would do, one line per input, writing nothing.
 
     The Summary counts images to process as ok.
     """
     t0 = time.perf_counter()
+    choice = as_choice(choice)
     summary = Summary(dry_run=True)
     output = Path(cfg.output)
     summary.found = 0
-    for item, entry in plan(cfg, model):
+    for item, entry in plan(cfg, choice):
         summary.found += _found(item)
         if isinstance(item, Skip):
             out(f"{item.status:7s} {item.path}: {item.reason}")
-            summary.add(_skip_row(item, model))
+            summary.add(_skip_row(item, choice))
         elif entry is not None:
             out(f"skip    {item.src}: up to date")
             summary.skipped += 1
@@ -786,7 +818,7 @@ def dry_run(cfg: RunConfig, model: Model, out: Callable[[str], None] = _say) -> 
     return summary
 
 
-def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = None) -> Summary:
+def run(cfg: RunConfig, choice: Choice | Model, on_row: Callable[[Row], None] | None = None) -> Summary:
     """Upscale every image under ``cfg.input`` into ``cfg.output``; write the CSV report.
 
     Returns the Summary (its ``exit_code`` is the CLI's). One bad file never
@@ -797,8 +829,9 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
     SetupError before any image, as the CLI's exit code 2.
     """
     check_paths(cfg.input, cfg.output)
+    choice = as_choice(choice)
     if cfg.dry_run:
-        return dry_run(cfg, model)
+        return dry_run(cfg, choice)
     t0 = time.perf_counter()
     output = Path(cfg.output)
     check_output_links(cfg)
@@ -813,7 +846,7 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
     except OSError as exc:
         raise SetupError(f"cannot write to OUTPUT {output}: {_reason(exc)} ({output / LOCK_NAME})") from None
     try:
-        summary, signum = _locked_run(cfg, model, on_row, held)
+        summary, signum = _locked_run(cfg, choice, on_row, held)
     finally:
         held.release()
     summary.seconds = time.perf_counter() - t0
@@ -823,7 +856,7 @@ def run(cfg: RunConfig, model: Model, on_row: Callable[[Row], None] | None = Non
     return summary
 
 
-def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Summary, int | None]:
+def _locked_run(cfg: RunConfig, choice: Choice, on_row, held: RunLock) -> tuple[Summary, int | None]:
     output = Path(cfg.output)
     with single_threaded_blas():
         if held.stale:
@@ -831,31 +864,36 @@ def _locked_run(cfg: RunConfig, model: Model, on_row, held: RunLock) -> tuple[Su
                 "took over the lock of %s left by %s, which did not finish", output, RunLock.describe(held.stale)
             )
         _remove_stale_temporaries(output, Path(cfg.input))
-        items = plan(cfg, model)
+        items = plan(cfg, choice)
         state = resume.State(output)
         try:
             state.compact()
         except OSError as exc:
             raise SetupError(f"cannot write to OUTPUT {output}: {_reason(exc)} ({state.path})") from None
         n_jobs = sum(isinstance(i, Job) for i, _ in items)
+        models = (
+            f"auto: {choice.clean.label} for clean inputs, {choice.damaged.label} for damaged ones"
+            if choice.damaged is not None
+            else choice.clean.label
+        )
         log.info(
             "%d images; model %s (%s); providers %s",
             n_jobs,
-            model.label,
-            model.metadata.get("arch", "?"),
-            model.engine.ran_on,
+            models,
+            choice.clean.metadata.get("arch", "?"),
+            choice.clean.engine.ran_on,
         )
-        summary = Summary(found=sum(_found(i) for i, _ in items), model=model.label)
+        summary = Summary(found=sum(_found(i) for i, _ in items), model=choice.label)
 
         todo = [item for item, entry in items if isinstance(item, Job) and entry is None]
-        work = FolderWork(cfg, model, state, len(todo))
+        work = FolderWork(cfg, choice, state, len(todo))
 
         try:
             # The engine starts first: one that cannot run (a Ray worker that cannot
             # see INPUT) fails before the previous report is replaced by an empty one.
             # The signal handlers come after the engine: ray.init installs its own for SIGTERM.
             with (
-                make_distributor(cfg, model, todo) as dist,
+                make_distributor(cfg, choice, todo) as dist,
                 _StopOnSignal(work.stop) as signals,
                 _open_report(cfg.report_path) as report,
                 _Progress(cfg, len(items)) as progress,

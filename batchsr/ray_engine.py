@@ -136,15 +136,20 @@ def probe_paths(input_path: str, sample: str | None, output: str, token_name: st
 
 
 class ImageWorker:
-    """A Ray actor (wrapped by ``ray.remote`` at run time): one onnxruntime session, built once.
+    """A Ray actor (wrapped by ``ray.remote`` at run time): one onnxruntime session per model of the
+    run's Choice (two with ``--model auto``), built once.
 
     ``process`` runs :func:`batchsr.pipeline.process` on one job, with up to
     ``--jobs`` calls at once in threads (onnxruntime sessions are thread-safe),
     and returns ``(row, stat)``: the finished output's stat, or None.
     """
 
-    def __init__(self, model_bytes: bytes, name: str, sha256: str, cfg, output_root: str, threads: int, cpus: int):
+    def __init__(self, names: tuple, rule, cfg, output_root: str, threads: int, cpus: int, *blobs: bytes):
+        """``names`` the (label name, sha256) of each model in ``blobs``, their bytes (top-level
+        arguments, so that Ray hands over the object store's copy): the clean model, then
+        with ``rule`` the damaged one."""
         from batchsr import models
+        from batchsr.choice import Choice
         from batchsr.engine import EngineOptions
         from batchsr.pipeline import ImageRunner
         from batchsr.tuning import own_process
@@ -152,11 +157,11 @@ class ImageWorker:
         own_process()  # this actor's process is batchsr's: its cores and memory are the images'
         self.cfg = cfg
         self.output_root = Path(output_root)
-        self.model = models.from_bytes(
-            model_bytes, name, sha256, EngineOptions(providers=cfg.providers, threads=threads, device=cfg.device)
-        )
+        options = EngineOptions(providers=cfg.providers, threads=threads, device=cfg.device)
+        loaded = [models.from_bytes(b, name, sha, options) for (name, sha), b in zip(names, blobs, strict=True)]
+        self.choice = Choice(loaded[0], loaded[1], rule) if len(loaded) > 1 else Choice(loaded[0])
         # The local engine's per-image part: memory budget, and every CPU for an image that runs alone.
-        self.runner = ImageRunner(cfg, self.model, cores=cpus, adapt=True)
+        self.runner = ImageRunner(cfg, self.choice, cores=cpus, adapt=True)
 
     def probe(self, input_path: str, sample: str | None, token_name: str, token: str) -> dict:
         return {
@@ -198,7 +203,7 @@ class RayDistributor:
     the job cannot run there.
     """
 
-    def __init__(self, cfg, model, todo: list):
+    def __init__(self, cfg, choice, todo: list):
         self._ray = require_ray()
         self.cfg = cfg
         self._owns_ray = False
@@ -208,7 +213,7 @@ class RayDistributor:
         self._done: set = set()
         try:
             self._connect()
-            self._start(model, todo)
+            self._start(choice, todo)
         except BaseException:
             self.close()
             raise
@@ -238,8 +243,7 @@ class RayDistributor:
             raise EngineUnavailable(f"cannot {what}: {_one_line(exc)}") from None
         self._owns_ray = True
 
-    def _start(self, model, todo: list) -> None:
-        from batchsr import models
+    def _start(self, choice, todo: list) -> None:
         from batchsr.engine import threads_per_job
         from batchsr.images import TMP_SUFFIX
 
@@ -251,21 +255,21 @@ class RayDistributor:
         free = int(ray.available_resources().get("CPU", 0))
         n = max(1, min(len(todo), sum(c // cpus for c in node_cpus), free // cpus))
 
-        # The model travels as bytes, once into the object store: nodes need not have its file.
-        path = models.resolve(cfg.model, model.scale).path
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != model.sha256:
-            raise EngineUnavailable(f"{path} changed since it was loaded; run again")
-        self._model_ref = ray.put(data)
+        # The models travel as bytes, once into the object store: nodes need not have their files.
+        self._model_refs = []
+        for model in choice.models:
+            data = model.source.read_bytes()
+            if hashlib.sha256(data).hexdigest() != model.sha256:
+                raise EngineUnavailable(f"{model.source} changed since it was loaded; run again")
+            self._model_refs.append(ray.put(data))
+        names = tuple((m.name, m.sha256) for m in choice.models)
         # No max_restarts: Ray cannot yet restart an actor whose constructor arguments live in
         # the object store (ray-project/ray#53727); _finish replaces a dead actor itself.
         actor_cls = ray.remote(ImageWorker).options(num_cpus=cpus, max_concurrency=cfg.jobs)
         output = os.path.abspath(cfg.output)
         # The actor's CPUs are shared by its --jobs images in flight, as in a local run.
         threads = threads_per_job(cfg.jobs, cpus)
-        self._new_actor = lambda: actor_cls.remote(
-            self._model_ref, model.name, model.sha256, cfg, output, threads, cpus
-        )
+        self._new_actor = lambda: actor_cls.remote(names, choice.rule, cfg, output, threads, cpus, *self._model_refs)
         self._actors = [self._new_actor() for _ in range(n)]
         self._load = [0] * n
         self._per_actor = 2 * cfg.jobs
@@ -399,7 +403,7 @@ class RayDistributor:
                 error = f"the Ray worker died twice while processing it ({_one_line(exc)})"
             except errors.RayError as exc:
                 error = f"the Ray worker failed ({_one_line(exc)})"
-            row, stat = Row(input="", status=ERROR, scale=work.model.scale, model=work.model.label, error=error), None
+            row, stat = Row(input="", status=ERROR, scale=work.choice.scale, model=work.choice.label, error=error), None
             break
         self._forget(p.ref)
         # The worker saw absolute paths; the report shows them as the driver was given them.

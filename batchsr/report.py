@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 OK, SKIPPED, ERROR = "ok", "skipped", "error"
@@ -178,7 +178,8 @@ class Summary:
     gains: list[float] | None = None
     dry_run: bool = False
     found: int | None = None  # images INPUT held (None: not counted); 0 is EXIT_EMPTY
-    model: str = ""  # the model's label, precision included ("default x3 int8")
+    model: str = ""  # the model's label, precision included ("default x3 int8"; "auto x3 int8")
+    ran: dict[str, int] = field(default_factory=dict)  # ok images per label of the model that ran
 
     @property
     def empty(self) -> bool:
@@ -188,6 +189,7 @@ class Summary:
     def add(self, row: Row) -> None:
         if row.status == OK:
             self.ok += 1
+            self.ran[row.model] = self.ran.get(row.model, 0) + 1
             if row.gain is not None:
                 # append, not concatenate: a 20,000-row report must not be quadratic
                 if self.gains is None:
@@ -215,6 +217,8 @@ class Summary:
         if self.gains:
             gain = f"; mean PSNR gain over bicubic {sum(self.gains) / len(self.gains):+.2f} dB"
         model = f"; model {self.model}" if self.model else ""
+        if self.ran and set(self.ran) != {self.model}:  # auto: which model ran how often
+            model += " (" + ", ".join(f"{label}: {n}" for label, n in sorted(self.ran.items())) + ")"
         return (
             f"batchsr: {self.ok} ok, {self.skipped} skipped, {self.failed} failed "
             f"in {self.seconds:.1f} s{rate}{gain}{model}"

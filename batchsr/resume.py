@@ -45,11 +45,13 @@ PIXELS_VERSION = 1
 # a longer line is damage, and is skipped without being held in memory.
 MAX_LINE = 1 << 20
 # A good line has "out" (a relative path), "key" (str), "size" and "mtime_ns" (ints),
-# these optional counts as ints or null, figures as numbers or null and "notes"
-# as a string; a field of the wrong type is dropped. Other fields travel unchecked.
+# these optional counts as ints or null, figures as numbers or null and the texts
+# ("model": the label of the model that ran, "notes") as strings; a field of the
+# wrong type is dropped. Other fields travel unchecked.
 # A pending line has "out" and "pending": true only.
 COUNTS = ("width", "height", "out_width", "out_height")
 FIGURES = ("psnr_bicubic", "psnr_model", "jpeg_quality", "noise_sigma")
+TEXTS = ("model", "notes")
 
 _NOT_A_FILE = (
     "is not a file: every image is processed and this run is not recorded (a rerun "
@@ -267,10 +269,10 @@ def _lines(f) -> Iterator[tuple[bytes | None, bool]]:
 
 
 def figures(entry: dict) -> dict:
-    """The report fields a line carries (counts, figures, notes), for a rerun's row."""
-    return {k: entry.get(k) for k in COUNTS + FIGURES if entry.get(k) is not None} | (
-        {"notes": entry["notes"]} if entry.get("notes") else {}
-    )
+    """The report fields a line carries (counts, figures, model, notes), for a rerun's row."""
+    return {k: entry.get(k) for k in COUNTS + FIGURES if entry.get(k) is not None} | {
+        k: entry[k] for k in TEXTS if entry.get(k)
+    }
 
 
 def _entry(line: bytes | None) -> dict | None:
@@ -297,8 +299,9 @@ def _entry(line: bytes | None) -> dict | None:
     for k in FIGURES:
         if type(e.get(k)) not in (int, float, type(None)):
             del e[k]
-    if "notes" in e and not isinstance(e["notes"], str):
-        del e["notes"]
+    for k in TEXTS:
+        if k in e and not isinstance(e[k], str):
+            del e[k]
     return e
 
 

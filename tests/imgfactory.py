@@ -5,6 +5,7 @@
   not the naive CMYK->RGB formula, so a test can tell whether it was used.
 - ``exif_with``: EXIF with camera, date taken and GPS.
 - ``stored_for``: the stored pixels that EXIF orientation N turns upright.
+- ``damaged_photos``: a folder of one B100 photo clean, JPEG-damaged and noisy (``--model auto``).
 """
 
 from __future__ import annotations
@@ -141,3 +142,16 @@ def marker_image(w: int = 36, h: int = 24) -> Image.Image:
     a[: h // 3, : w // 3] = 250
     a[: h // 3, -w // 4 :] = 140
     return Image.fromarray(a)
+
+
+def damaged_photos(shared: Path, folder: Path) -> Path:
+    """``folder`` made, holding one B100 photo at 160x107 three ways: clean.png, q40.jpg (JPEG
+    quality 40) and noisy.png (Gaussian noise of sigma 8 levels, seed 0)."""
+    src = Image.open(sorted((shared / "data/bsds500/val").glob("*.jpg"))[3]).convert("RGB")
+    clean = np.asarray(src.resize((160, 107), Image.BICUBIC))
+    folder.mkdir(parents=True)
+    Image.fromarray(clean).save(folder / "clean.png")
+    Image.fromarray(clean).save(folder / "q40.jpg", quality=40)
+    noise = np.random.default_rng(0).normal(0, 8.0, clean.shape[:2] + (1,))
+    Image.fromarray(np.clip(clean + noise, 0, 255).astype(np.uint8)).save(folder / "noisy.png")
+    return folder

@@ -80,16 +80,16 @@ def test_an_image_that_runs_alone_gets_every_core(random_model_path, tmp_path, m
     try:
         work = pipeline.ImageRunner(cfg, narrow, todo=10)
         small, big = 1_000_000, pipeline.MEMORY_BUDGET_PIXELS  # a big one cannot share the budget
-        assert work.model_for(small) is narrow
-        wide = work.model_for(big)
+        assert work.choice_for(small).clean is narrow
+        wide = work.choice_for(big).clean
         assert wide.engine.options.threads == 2 and wide.sha256 == narrow.sha256
-        assert work.model_for(big) is wide  # built once
-        assert pipeline.ImageRunner(cfg, narrow, todo=1).model_for(small).engine.options.threads == 2
+        assert work.choice_for(big).clean is wide  # built once
+        assert pipeline.ImageRunner(cfg, narrow, todo=1).choice_for(small).clean.engine.options.threads == 2
         explicit = RunConfig(input=tmp_path, output=tmp_path / "out", jobs=2, threads=1)
-        assert pipeline.ImageRunner(explicit, narrow, todo=1).model_for(big) is narrow
+        assert pipeline.ImageRunner(explicit, narrow, todo=1).choice_for(big).clean is narrow
         # A Ray actor's --threads is its CPU count: it still widens for a big image.
         actor = pipeline.ImageRunner(explicit, narrow, cores=2, adapt=True)
-        assert actor.model_for(small) is narrow and actor.model_for(big).engine.options.threads == 2
+        assert actor.choice_for(small).clean is narrow and actor.choice_for(big).clean.engine.options.threads == 2
         # Same pixels from either session (up to a float rounding flip).
         px = np.random.default_rng(0).uniform(0, 1, (20, 30, 3)).astype(np.float32)
         a = pipeline.upscale_to_uint8(px, narrow)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import ray
 from conftest import ROOT, photo
-from imgfactory import png16
+from imgfactory import damaged_photos, png16
 from PIL import Image
 from processes import done_lines, wait_for
 
@@ -93,6 +93,19 @@ def test_same_folder_same_bytes_and_rows_as_the_local_engine(cluster, tmp_path, 
         k: (e["key"], e["size"], e["out_width"]) for k, e in local_state.items()
     }
     assert not [p for p in remote.iterdir() if p.name.startswith(".batchsr-probe")]
+
+
+def test_auto_ships_both_models_and_chooses_as_the_local_engine(cluster, shared, tmp_path, capsys):
+    """Both sessions of --model auto (the int8 builds where the CPU runs them) on every worker."""
+    inp = damaged_photos(shared, tmp_path / "in")
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert main([str(inp), str(local), "--quiet"]) == 0
+    assert main([str(inp), str(remote), "--quiet", "--engine", "ray"]) == 0
+    rows = _rows(remote)
+    assert rows == _rows(local)
+    assert sorted(r["model"].split(" ")[0] for r in rows) == ["default", "photo", "photo"]
+    for name in ("clean.png", "q40.jpg", "noisy.png"):
+        assert (local / name).read_bytes() == (remote / name).read_bytes(), name
 
 
 def test_a_rerun_skips_what_is_done_and_redoes_only_a_changed_input(cluster, tmp_path, random_model_path, capsys):
