@@ -15,21 +15,27 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def upscale(image, scale: int = 3, model: str = "default", tile: int | None = None, precision: str = "auto"):
+def upscale(image, scale: int = 3, model: str = "auto", tile: int | None = None, precision: str = "auto"):
     """Upscale a PIL image by ``scale`` with a shipped model name or an ONNX path.
 
-    ``precision`` picks the shipped model's build as ``--precision`` does (auto, fp32, int8).
+    ``model`` "auto" (the default) chooses as the command line does: ``photo`` when the image
+    looks damaged (a JPEG opened from a file saved at quality 88 or less, or noise of 2 levels
+    or more), else ``default``. ``precision`` picks the shipped model's build as
+    ``--precision`` does (auto, fp32, int8).
 
     The mode is kept (L, LA, RGB, RGBA; 16-bit grey stays 16-bit; palette
     images come back as RGB/RGBA). The image is first turned upright by its
     EXIF orientation, as the command line does (damaged EXIF is ignored);
     the result carries no EXIF.
     """
-    from batchsr import images, models, pipeline
+    from batchsr import choice, estimate, images, pipeline
 
-    m = models.cached(model, scale, precision)
+    quality = estimate.jpeg_quality(image)  # from the tables of the image as opened, before any copy
+    choices = choice.cached_choice(model, scale, precision)
     notes: list[str] = []
     pixels, bits = images.to_array(images.upright(image), notes)
+    picture = images.Picture(pixels, bits, image.format or "", jpeg_quality=quality)
+    m, _ = choices.pick(pipeline.damage_of(picture) if choices.auto else None)
     out = pipeline.upscale_pixels(pixels, m, tile)
     return images.to_pillow(out, bits, "PNG")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 from batchsr.engine import EngineOptions
@@ -97,3 +98,10 @@ def load_choice(
 def as_choice(models: Choice | Model) -> Choice:
     """``models`` as a Choice: a single Model runs every image (library callers pass one)."""
     return models if isinstance(models, Choice) else Choice(models)
+
+
+@lru_cache(maxsize=8)
+def cached_choice(model: str = AUTO, scale: int | None = None, precision: str = "fp32") -> Choice:
+    """:func:`load_choice` once per (model, scale, precision), for library callers such as
+    :func:`batchsr.upscale`."""
+    return load_choice(model, scale, precision=precision)

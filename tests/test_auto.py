@@ -131,3 +131,19 @@ def test_the_page_counts_the_damaged_and_names_each_images_model(shared, tmp_pat
     for name, model, quality in (("q40.jpg", "photo x3", "40"), ("clean.png", "default x3", "")):
         row = table[table.index(name) :].split("</tr>")[0]
         assert f"<td>{model}</td>" in row and f'<td class="n">{quality}</td>' in row, row
+
+
+def test_upscale_chooses_like_the_command_line(shared, tmp_path):
+    import batchsr
+
+    inp = damaged_folder(shared, tmp_path)
+    assert main([str(inp), str(tmp_path / "out"), "--no-psnr", "--quiet", *FP32]) == 0
+    ran = {n: r["model"].split(" ")[0] for n, r in rows_of(tmp_path / "out").items()}
+    assert sorted(ran.values()) == ["default", "photo", "photo"]
+    for name, model in ran.items():
+        with Image.open(inp / name) as opened:  # as opened: a JPEG's tables are still there
+            chosen = np.asarray(batchsr.upscale(opened, precision="fp32"))
+            forced = {m: np.asarray(batchsr.upscale(opened, model=m, precision="fp32")) for m in ("default", "photo")}
+        assert np.array_equal(chosen, forced[model]) and not np.array_equal(
+            chosen, forced[({"default", "photo"} - {model}).pop()]
+        ), name
