@@ -14,6 +14,14 @@ reported gain is what the report computes from the input alone:
   estimator found in the input (Gaussian luma noise of its ``noise_sigma``,
   then a JPEG at its ``jpeg_quality``), so a model that sharpens noise and
   blocks meets fresh noise, not the reference's own.
+- ``r2r``: ``matched``, but the input's own noise is first split in two
+  independent halves (recorrupted-to-recorrupted, Pang et al. 2021: with
+  ``z`` Gaussian of the estimated sigma, ``input + z`` is shrunk, damaged and
+  restored, and compared with ``input - z``), so that what the restoration
+  keeps of the input's noise cannot match the reference's.
+
+``--model auto`` runs on each input the model ``--model auto`` would
+(``batchsr.estimate.DamageRule``).
 
 Prints the share of images where the reported gain has the sign of the true
 gain, and the mean of each, per set and method.
@@ -34,7 +42,7 @@ from realistic import cpu_name, pairs  # noqa: E402
 
 from batchsr import color, metrics  # noqa: E402
 from batchsr.degrade import degrade  # noqa: E402
-from batchsr.estimate import jpeg_quality, noise_sigma  # noqa: E402
+from batchsr.estimate import Damage, DamageRule, jpeg_quality, noise_sigma  # noqa: E402
 from batchsr.pipeline import upscale_u8  # noqa: E402
 
 
@@ -50,15 +58,24 @@ def as_file(lr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float
     return lr, None
 
 
-def reported(inp: np.ndarray, model, scale: int, quality: float | None, matched: bool) -> float:
-    gt, lr = degrade(Image.fromarray(inp), scale)
-    gt, lr = np.asarray(gt), np.asarray(lr)
-    if matched:
-        sigma = noise_sigma(color.y_metric(inp))
+def grey_noise(shape, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise of ``sigma`` luma levels (studio range) as the same offset in R, G and B."""
+    return rng.standard_normal(shape[:2] + (1,)) * sigma * 255 / 219
+
+
+def reported(inp: np.ndarray, model, scale: int, quality: float | None, kind: str) -> float:
+    sigma = noise_sigma(color.y_metric(inp))
+    source = reference = inp
+    if kind == "r2r" and np.isfinite(sigma) and sigma > 0.5:
+        z = grey_noise(inp.shape, sigma, np.random.default_rng(1))
+        source = np.clip(inp + z, 0, 255).round().astype(np.uint8)
+        reference = np.clip(inp - z, 0, 255).round().astype(np.uint8)
+    gt, lr = degrade(Image.fromarray(source), scale)
+    gt, lr = np.asarray(degrade(Image.fromarray(reference), scale)[0]), np.asarray(lr)
+    if kind != "paper":
         rng = np.random.default_rng(0)
         if np.isfinite(sigma) and sigma > 0.5:
-            noise = rng.standard_normal(lr.shape[:2] + (1,)) * sigma * 255 / 219
-            lr = np.clip(lr + noise, 0, 255).round().astype(np.uint8)
+            lr = np.clip(lr + grey_noise(lr.shape, sigma, rng), 0, 255).round().astype(np.uint8)
         if quality is not None:
             buf = io.BytesIO()
             Image.fromarray(lr).save(buf, "JPEG", quality=int(quality))
@@ -80,19 +97,29 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     from batchsr.models import load
 
-    model = load(a.model, a.scale)
-    print(f"{model.label}, x{a.scale}, {a.set} (seed {a.seed}); CPU: {cpu_name()}\n")
+    names = ("default", "photo") if a.model == "auto" else (a.model,)
+    models = {n: load(n, a.scale) for n in names}
+    rule = DamageRule()
+
+    def model_for(lr: np.ndarray, q: float | None):
+        if a.model != "auto":
+            return models[a.model]
+        damaged = rule.seen(Damage(q, noise_sigma(color.y_metric(lr)))) is not None
+        return models["photo" if damaged else "default"]
+
+    print(f"{a.model} x{a.scale}, {a.set} (seed {a.seed}); CPU: {cpu_name()}\n")
     print("| inputs | images | figure | sign agrees | mean reported dB | mean true dB |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     for degradation in ("realistic", "bicubic"):
         rng = np.random.default_rng(a.seed)
-        true, rep = [], {"paper": [], "matched": []}
+        true, rep = [], {"paper": [], "matched": [], "r2r": []}
         for _, gt, lr in pairs(a.set, a.scale, degradation, a.seed, a.limit):
             lr, q = as_file(lr, rng) if degradation == "realistic" else (lr, None)
+            model = model_for(lr, q)
             bic = np.asarray(Image.fromarray(lr).resize((gt.shape[1], gt.shape[0]), Image.BICUBIC))
             true.append(metrics.psnr_y(gt, upscale_u8(lr, model), a.scale) - metrics.psnr_y(gt, bic, a.scale))
             for kind in rep:
-                rep[kind].append(reported(lr, model, a.scale, q, kind == "matched"))
+                rep[kind].append(reported(lr, model, a.scale, q, kind))
         t = np.array(true)
         for kind, r in rep.items():
             r = np.array(r)
