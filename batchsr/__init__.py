@@ -28,16 +28,16 @@ def upscale(image, scale: int = 3, model: str = "auto", tile: int | None = None,
     EXIF orientation, as the command line does (damaged EXIF is ignored);
     the result carries no EXIF.
     """
-    from batchsr import choice, estimate, images, pipeline
+    from batchsr import choice, decode, encode, estimate, experiment, upscaling
 
     quality = estimate.jpeg_quality(image)  # from the tables of the image as opened, before any copy
     choices = choice.cached_choice(model, scale, precision)
     notes: list[str] = []
-    pixels, bits = images.to_array(images.upright(image), notes)
-    picture = images.Picture(pixels, bits, image.format or "", jpeg_quality=quality)
-    m, _ = choices.pick(pipeline.damage_of(picture) if choices.auto else None)
-    out = pipeline.upscale_pixels(pixels, m, tile)
-    return images.to_pillow(out, bits, "PNG")
+    pixels, bits = decode.to_array(decode.upright(image), notes)
+    picture = decode.Picture(pixels, bits, image.format or "", jpeg_quality=quality)
+    m, _ = choices.pick(experiment.damage_of(picture) if choices.auto else None)
+    out = upscaling.upscale_pixels(pixels, m, tile)
+    return encode.to_pillow(out, bits, "PNG")
 
 
 def run_folder(input, output, **options):

@@ -277,8 +277,8 @@ def _child_model_only(folder: str, model: str, scale: str, threads: str) -> int:
     from batchsr import color
     from batchsr.engine import EngineOptions
     from batchsr.models import load
-    from batchsr.pipeline import effective_tile
     from batchsr.tiling import upscale_tiled
+    from batchsr.upscaling import effective_tile
 
     m = load(model, int(scale), EngineOptions(threads=int(threads)))
     ys = []

@@ -14,39 +14,18 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from batchsr.config import ASSETS_NAME
+from batchsr.formats import (
+    CANONICAL_SUFFIX,
+    IMAGE_SUFFIXES,
+    KEEP_FORMATS,
+    PILLOW_FORMAT,
+    SNIFF_BYTES,
+    SUFFIX_FORMAT,
+    can_write,
+    sniff,
+)
 from batchsr.resume import STATE_NAME
 
-IMAGE_SUFFIXES = {
-    ".jpg",
-    ".jpeg",
-    ".jpe",
-    ".jfif",
-    ".png",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".bmp",
-    ".gif",
-    ".heic",
-    ".heif",
-    ".avif",
-}
-# The Pillow format each suffix promises.
-SUFFIX_FORMAT = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".jpe": "JPEG",
-    ".jfif": "JPEG",
-    ".png": "PNG",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".webp": "WEBP",
-    ".bmp": "BMP",
-    ".gif": "GIF",
-    ".heic": "HEIF",
-    ".heif": "HEIF",
-    ".avif": "AVIF",
-}
 # Files and folders that operating systems, sync tools and NAS boxes leave in
 # photo folders (compared in lower case). Names starting with "." (including
 # macOS AppleDouble "._*" files and .DS_Store) are hidden and skipped too.
@@ -62,56 +41,6 @@ SYSTEM_NAMES = {
     "system volume information",
     ".ds_store",
 }
-PILLOW_FORMAT = {
-    "png": "PNG",
-    "jpg": "JPEG",
-    "jpeg": "JPEG",
-    "webp": "WEBP",
-    "tiff": "TIFF",
-    "tif": "TIFF",
-    "bmp": "BMP",
-}
-CANONICAL_SUFFIX = {
-    "JPEG": ".jpg",
-    "PNG": ".png",
-    "TIFF": ".tif",
-    "WEBP": ".webp",
-    "BMP": ".bmp",
-    "AVIF": ".avif",
-    "HEIF": ".heic",
-}
-# Input formats whose own format is written back when --format is keep.
-KEEP_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP", "BMP", "AVIF", "HEIF"}
-SNIFF_BYTES = 32
-
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
-_AVIF_BRANDS = {b"avif", b"avis"}
-_BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
-
-
-def sniff(head: bytes) -> str | None:
-    """The image format the first bytes of a file announce (Pillow's name), or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
-        return "TIFF"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
-        return "BMP"
-    if head[4:8] == b"ftyp":
-        major = head[8:12]
-        size = int.from_bytes(head[:4], "big")
-        brands = {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)} | {major}
-        if brands & _AVIF_BRANDS:
-            return "AVIF"
-        if brands & _HEIF_BRANDS:
-            return "HEIF"
-    return None
 
 
 @dataclass(frozen=True)
@@ -153,8 +82,6 @@ def output_format(kind: str | None, suffix: str, fmt: str = "keep") -> str:
         return PILLOW_FORMAT[fmt.lower()]
     kind = kind or SUFFIX_FORMAT.get(suffix.lower())
     if kind in ("AVIF", "HEIF"):
-        from batchsr.images import can_write
-
         return kind if can_write(kind) else "PNG"
     return kind if kind in KEEP_FORMATS else "PNG"
 

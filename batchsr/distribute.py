@@ -7,10 +7,12 @@ and a function that turns one item into its result; the distributor yields
 whichever engine ran the work. Only a bounded number of items is in flight at
 once, so memory does not grow with the size of the batch.
 
-Engines that run elsewhere (``batchsr.ray_engine``) cannot call a closure of
-the driver on another machine: they need ``fn`` split into the part only the
-driver may do and the per-image part they ship, which ``pipeline.FolderWork``
-provides.
+Both engines take the same per-item work, an :class:`ItemWork`. One that
+runs elsewhere (``batchsr.ray_engine``) cannot call it on another machine: it
+uses its parts instead (the rows only the driver may settle, the resume
+record the driver alone writes) and ships the per-image part itself
+(``runner.ImageRunner`` around ``process.process``). ``pipeline.FolderWork``
+is the one implementation.
 
 ``LocalDistributor`` runs on this machine: in the calling thread (``jobs=1``)
 or in a pool of threads (``jobs>1``). Threads suffice because the heavy
@@ -23,7 +25,11 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, TypeVar
+
+if TYPE_CHECKING:  # for the annotations only: the modules import one way
+    import os
+    import threading
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,9 +41,31 @@ class EngineUnavailable(Exception):
     was processed."""
 
 
+class ItemWork(Protocol):
+    """The per-item work of a run. Called on an item it does all of it here and returns the
+    item's row (None: abandoned on a stop); an engine that runs images elsewhere calls its
+    parts instead."""
+
+    stop: threading.Event  # set when the run is asked to stop: send no more items
+
+    def __call__(self, item: Any) -> Any: ...
+
+    def ready_row(self, item: Any) -> Any:
+        """The row of an item settled without the model (skipped, up to date), else None."""
+        ...
+
+    def claim(self, job: Any) -> str | None:
+        """The resume key of ``job``, noted as about to be written before it is sent elsewhere."""
+        ...
+
+    def record(self, job: Any, key: str | None, row: Any, stat: os.stat_result) -> None:
+        """Note in the resume record that ``job``'s output (finished file: ``stat``) is done."""
+        ...
+
+
 class Distributor(Protocol):
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        """Apply ``fn`` to every item; yield ``(item, fn(item))`` in the items' order."""
+    def map(self, work: ItemWork, items: Iterable[T]) -> Iterator[tuple[T, Any]]:
+        """Do ``work`` on every item; yield ``(item, row)`` in the items' order."""
         ...
 
     def close(self) -> None: ...
@@ -46,7 +74,7 @@ class Distributor(Protocol):
 class LocalDistributor:
     """This machine: ``threads`` worker threads (default ``jobs``; 1 = sequential, in the
     calling thread). How many of them compute at once is the work function's business
-    (``pipeline.ImageRunner`` allows ``jobs``)."""
+    (``runner.ImageRunner`` allows ``jobs``)."""
 
     def __init__(self, jobs: int = 1, window: int | None = None, threads: int | None = None):
         if jobs < 1:

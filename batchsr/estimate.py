@@ -346,7 +346,7 @@ class Damage:
 
 def estimate(y: np.ndarray, jpeg_quality: float | None) -> Damage:
     """All estimates for one decoded image: ``y`` its luma in 8-bit units (H, W), ``jpeg_quality``
-    what :func:`jpeg_quality` read from the file as Pillow opened it (``images.Picture`` carries it)."""
+    what :func:`jpeg_quality` read from the file as Pillow opened it (``decode.Picture`` carries it)."""
     return Damage(jpeg_quality=jpeg_quality, noise_sigma=noise_sigma(y))
 
 

@@ -27,9 +27,9 @@ from PIL import Image
 
 from batchsr import metrics
 from batchsr.degrade import Realistic, degrade, degrade_realistic
-from batchsr.discover import IMAGE_SUFFIXES
+from batchsr.formats import IMAGE_SUFFIXES
 from batchsr.models import Model
-from batchsr.pipeline import upscale_u8
+from batchsr.upscaling import upscale_u8
 
 DEGRADATIONS = ("bicubic", "realistic")
 # Every image of a realistic set is damaged: the clean share of training pairs is a

@@ -39,8 +39,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from batchsr.config import ASSETS_NAME, DEFAULT_HTML_SAMPLE, HTML_NAME, REPORT_NAME
+from batchsr.decode import upright
 from batchsr.estimate import Damage, DamageRule
-from batchsr.images import upright
 from batchsr.isolation import own_pixel_limit, umask, warnings_into
 from batchsr.report import ERROR, OK, SKIPPED, Row, Summary, read_report
 
@@ -271,7 +271,7 @@ def _href(target: Path, page_dir: Path) -> str:
 
 def _open_upright(path: Path) -> Image.Image:
     """Decode ``path`` the way the runner saw it: EXIF orientation applied."""
-    # Our own bound below replaces Pillow's, as in images.load, without touching its global.
+    # Our own bound below replaces Pillow's, as in decode.load, without touching its global.
     with own_pixel_limit(), warnings_into([]), Image.open(path) as im:
         if im.width * im.height > MAX_DRAW_PIXELS:
             raise ValueError(f"{im.width}x{im.height} is too large to draw")
@@ -283,10 +283,10 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     """Any mode -> L, LA, RGB or RGBA with 8 bits, through the runner's own mode handling."""
     if im.mode in ("L", "LA", "RGB", "RGBA"):
         return im
-    from batchsr import images
+    from batchsr import decode, encode
 
-    pixels, _ = images.to_array(im, [])
-    return images.to_pillow(pixels, 8, "PNG")
+    pixels, _ = decode.to_array(im, [])
+    return encode.to_pillow(pixels, 8, "PNG")
 
 
 def crop_box(
@@ -770,7 +770,7 @@ def _csv_link(csv_path: Path, page_dir: Path) -> str:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    from batchsr.images import write_atomic
+    from batchsr.atomic import write_atomic
 
     write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 

@@ -1,6 +1,6 @@
 """Pillow and process settings that batchsr needs per image, without changing them for others.
 
-``images.load`` runs in worker threads beside a library caller's own Pillow
+``decode.load`` runs in worker threads beside a library caller's own Pillow
 code, so it changes nothing process-wide per image: what it needs is
 installed once, under a lock, and works per thread:
 

@@ -8,67 +8,27 @@ report row per discovered input.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import os
 import signal
-import stat as stat_mode
 import sys
 import threading
 import time
-import traceback
-from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
-from PIL import Image
-
-from batchsr import color, images, metrics, resume, tiling
+from batchsr import atomic, formats, resume
 from batchsr.choice import Choice, as_choice
 from batchsr.config import ASSETS_NAME, HTML_NAME, RunConfig
-from batchsr.degrade import degrade
 from batchsr.discover import Job, Skip, discover
-from batchsr.distribute import MemoryBudget
-from batchsr.estimate import Damage, estimate
 from batchsr.lock import LOCK_NAME, Locked, RunLock
 from batchsr.models import Model
+from batchsr.process import Stopped
 from batchsr.report import ERROR, OK, SKIPPED, CsvReport, Row, Summary
+from batchsr.runner import ImageRunner
 from batchsr.tuning import single_threaded_blas
 
 log = logging.getLogger("batchsr")
-
-# Images up to this many LR pixels run whole (fastest); larger ones run in
-# fixed tiles so memory stays bounded by the tile, not the image.
-AUTO_WHOLE_MAX_PIXELS = 512 * 512
-AUTO_TILE = 256
-# Output pixels of the images in flight at once (--jobs > 1): about 0.5 GB of
-# output bytes and bands. A bigger image runs alone.
-MEMORY_BUDGET_PIXELS = 64_000_000
-# Output pixels merged (chroma resize, YCbCr -> RGB, quantisation) at a time:
-# a B100 photo in one go, a 4050-wide row of tiles in bands of about 43 LR
-# rows; each float temporary is at most 2 MB.
-MERGE_PIXELS = 1 << 19
-
-
-def effective_tile(tile: int | None, height: int, width: int) -> int:
-    """The tile size to use (0 = whole image) for a --tile value (None = auto)."""
-    if tile is None:
-        return 0 if height * width <= AUTO_WHOLE_MAX_PIXELS else AUTO_TILE
-    return tile
-
-
-class OutputError(Exception):
-    """The model produced something that must not be written (NaN, wrong size, ...)."""
-
-
-class DestinationError(Exception):
-    """An output path that must not be written: through a link, or onto an INPUT file."""
-
-
-class Stopped(Exception):
-    """The run was asked to stop (a signal): this image is abandoned, nothing of it left on disk."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -111,32 +71,6 @@ def _reason(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def prepare_folder(output_root: Path, rel_folder: Path) -> None:
-    """Create ``output_root / rel_folder`` one component at a time, never through a link.
-
-    Raises DestinationError when a component is a symbolic link (it may lead
-    anywhere: nothing is written through it) or is not a folder.
-    """
-    here = Path(output_root)
-    for part in Path(rel_folder).parts:
-        here = here / part
-        try:
-            st = os.lstat(here)
-        except FileNotFoundError:
-            try:
-                os.mkdir(here)
-            except FileExistsError:  # made by another thread meanwhile
-                pass
-            st = os.lstat(here)
-        if stat_mode.S_ISLNK(st.st_mode):
-            raise DestinationError(
-                f"output folder {here} is a symbolic link: nothing is written through it "
-                "(replace it with a real folder)"
-            )
-        if not stat_mode.S_ISDIR(st.st_mode):
-            raise DestinationError(f"output folder {here} exists and is not a folder")
-
-
 # OUTPUT's own files: refused up front when they are links (see check_output_links).
 def _bookkeeping(cfg: RunConfig) -> list[Path]:
     output = Path(cfg.output)
@@ -157,285 +91,6 @@ def check_output_links(cfg: RunConfig) -> None:
             raise SetupError(
                 f"{p} is a symbolic link: batchsr never writes through links; remove it or choose another OUTPUT"
             )
-
-
-def _check_band(y_sr: np.ndarray) -> None:
-    if not np.isfinite(y_sr).all():
-        raise OutputError("model output contains NaN or infinity")
-
-
-def upscale_bands(
-    pixels: np.ndarray, model: Model, tile: int | None = None, bits: int | None = None
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Upscale float (H, W, C) pixels in [0, 1] band by band, top to bottom.
-
-    Yields ``(row0, row1, band)``: output rows ``row0:row1`` as float
-    (rows, sW, C) in [0, 1], or with ``bits=8`` as the uint8 values an 8-bit
-    output stores (merged and quantised in one go: see :func:`color.merge_u8`).
-    Bands are the tile rows of the exact halo tiling,
-    so memory beyond the input and the caller's output buffer is bounded by
-    one band, not the image. The model sees luma only (Y for colour, the grey
-    level as Y for grey); chroma and alpha are upscaled bicubically, each band
-    so that it equals the same rows of a whole-image resize (:mod:`batchsr.resample`).
-    """
-    h, w, c = pixels.shape
-    s = model.scale
-    u8 = bits == 8
-    has_alpha = c in (2, 4)
-    colour = c - has_alpha == 3
-    if colour:
-        # One plane at a time: a full YCbCr copy of a big scan is 12 bytes a pixel.
-        rgb = pixels[..., :3]
-        planes = color.chroma_for_merge_u8(rgb) if u8 else (color.rgb_to_plane(rgb, 1), color.rgb_to_plane(rgb, 2))
-        y = color.rgb_to_plane(rgb, 0)
-    else:
-        y = color.gray_to_y(pixels[..., 0])
-        planes = ()
-    alpha = np.ascontiguousarray(pixels[..., -1], dtype=np.float32) if has_alpha else None
-    t = effective_tile(tile, h, w)
-    merge_rows = max(1, MERGE_PIXELS // (w * s * s))  # LR rows per merged sub-band
-    lo, hi = np.inf, -np.inf
-    parts: list[np.ndarray] = []
-    current = None
-    batch = model.engine.run_batch if model.engine.batches else None
-    tiles = tiling.iter_tiles(y, s, t, model.radius, model.engine.run, batch)
-    for tl, part in itertools.chain(tiles, [(None, None)]):  # lazily: one tile row in memory
-        if current is not None and (tl is None or tl.rows != current):
-            y_sr = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-            _check_band(y_sr)
-            lo, hi = min(lo, float(y_sr.min())), max(hi, float(y_sr.max()))
-            if y_sr.shape[1] != w * s:
-                raise OutputError(f"model output is {y_sr.shape[1]} wide, expected {w * s}")
-            # Merge in sub-bands: the float temporaries of a whole tile row of a
-            # wide image would cost several times the output's own bytes.
-            for r0 in range(current.core0, current.core1, merge_rows):
-                r1 = min(r0 + merge_rows, current.core1)
-                y_rows = y_sr[(r0 - current.core0) * s : (r1 - current.core0) * s]
-                # What the model does not see, bicubically, for these rows.
-                if colour:
-                    cb, cr = (color.resize_plane_rows(p, w * s, r0, r1, s) for p in planes)
-                a = color.resize_plane_rows(alpha, w * s, r0, r1, s) if alpha is not None else None
-                if u8:
-                    band = np.empty((y_rows.shape[0], w * s, c), np.uint8)
-                    if colour:
-                        color.merge_u8(y_rows, cb, cr, band[..., :3])
-                    else:
-                        color.y_to_gray_u8(y_rows, band[..., 0])
-                    if a is not None:
-                        color.unit_to_u8(a, band[..., -1])
-                else:
-                    band = color.planes_to_rgb(y_rows, cb, cr) if colour else color.y_to_gray(y_rows)[..., None]
-                    if a is not None:
-                        band = np.concatenate([band, a[..., None]], -1)
-                    np.clip(band, 0.0, 1.0, out=band)
-                yield r0 * s, r1 * s, band
-            parts = []
-        if tl is None:
-            break
-        current = tl.rows
-        parts.append(part)
-    if h * w > 1 and hi - lo == 0.0 and float(y.max() - y.min()) > 0.0:
-        raise OutputError("model output is constant for a non-constant image")
-
-
-def upscale_pixels(pixels: np.ndarray, model: Model, tile: int | None = None) -> np.ndarray:
-    """Float (H, W, C) in [0, 1] -> float (sH, sW, C) in [0, 1] (see :func:`upscale_bands`)."""
-    h, w, c = pixels.shape
-    s = model.scale
-    out = np.empty((h * s, w * s, c), np.float32)
-    for r0, r1, band in upscale_bands(pixels, model, tile):
-        out[r0:r1] = band
-    return out
-
-
-def upscale_to_uint8(pixels: np.ndarray, model: Model, tile: int | None = None) -> np.ndarray:
-    """Float (H, W, C) in [0, 1] -> uint8 (sH, sW, C), never holding the float output whole.
-
-    Equal to ``to_uint(upscale_pixels(...), 8)`` but for rare one-level
-    rounding flips (:func:`color.merge_u8`); a 8100x6000 output costs
-    its 146 MB of bytes plus one band, instead of 0.6 GB of floats.
-    """
-    h, w, c = pixels.shape
-    s = model.scale
-    out = np.empty((h * s, w * s, c), np.uint8)
-    for r0, r1, band in upscale_bands(pixels, model, tile, bits=8):
-        out[r0:r1] = band
-    return out
-
-
-def upscale_u8(image_u8: np.ndarray, model: Model, tile: int | None = None) -> np.ndarray:
-    """8-bit RGB (H, W, 3) or grey (H, W) -> the 8-bit upscaled image batchsr would write."""
-    a = image_u8.astype(np.float32) / 255.0
-    if a.ndim == 2:
-        a = a[..., None]
-    out = upscale_to_uint8(a, model, tile)
-    return out[..., 0] if image_u8.ndim == 2 else out
-
-
-def paper_experiment(truth_u8: np.ndarray, model: Model, tile: int | None = None):
-    """The original paper's per-image experiment on an 8-bit RGB or grey image.
-
-    The image is its own ground truth: mod-crop it, degrade it by the model's
-    scale (the shared ``degrade``), upscale that with bicubic and with the
-    model. Returns ``(truth, bicubic, model_output)`` as 8-bit arrays of equal size.
-    """
-    s = model.scale
-    gt, lr = degrade(Image.fromarray(truth_u8), s)
-    bicubic = np.asarray(lr.resize(gt.size, Image.BICUBIC))
-    return np.asarray(gt), bicubic, upscale_u8(np.asarray(lr), model, tile)
-
-
-def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[float | None, float | None]:
-    """(psnr_bicubic, psnr_model) of the paper's experiment, or (None, None) if too small."""
-    s = model.scale
-    h, w = pixels.shape[:2]
-    if min(h // s, w // s) < 1 or min(h - h % s, w - w % s) <= 2 * s:
-        return None, None
-    colour = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., 0]
-    truth, bicubic, sr = paper_experiment(color.to_uint(colour, 8), model, tile)
-    return metrics.psnr_y(truth, bicubic, s), metrics.psnr_y(truth, sr, s)
-
-
-def damage_of(pic: images.Picture) -> Damage:
-    """What the input's file and luma say of its damage (the report's jpeg_quality and noise_sigma)."""
-    colour = pic.pixels[..., :3] if pic.pixels.shape[2] >= 3 else None
-    y = color.rgb_to_y(colour) if colour is not None else color.gray_to_y(pic.pixels[..., 0])
-    return estimate(y * np.float32(255.0), pic.jpeg_quality)
-
-
-def damage_columns(found: Damage) -> tuple[float | None, float | None]:
-    """(jpeg_quality, noise_sigma) of the report: a NaN sigma (an image too small to tell) left empty."""
-    return found.jpeg_quality, (None if math.isnan(found.noise_sigma) else found.noise_sigma)
-
-
-def process(
-    job: Job,
-    output_root: Path,
-    choice: Choice | Model,
-    cfg: RunConfig,
-    on_commit: Callable[[Row, os.stat_result], None] | None = None,
-    slot: ComputeSlot | None = None,
-    stop: threading.Event | None = None,
-) -> Row:
-    """Upscale one image and write it atomically. Never raises for a bad input: returns an error row.
-
-    ``choice`` picks the model from the input's damage estimates (``--model auto``), or
-    is one model that runs every image; the row names the model that ran.
-    ``on_commit(row, stat)`` runs once the output is complete in its
-    temporary file, just before it is renamed into place (resume records it).
-    ``slot``, held by the caller, is let go while the output is fsynced and
-    taken again for the PSNR experiment. Once ``stop`` is set the image is
-    abandoned (raises Stopped, its temporary file removed) unless its output
-    was already committed.
-    """
-    choice = as_choice(choice)
-    dst = Path(output_root) / job.rel
-    clean = choice.clean
-    row = Row(
-        input=str(job.src), output=str(dst), scale=choice.scale, model=choice.label, providers=clean.engine.ran_on
-    )
-    notes = list(job.notes)
-    t0 = time.perf_counter()
-    try:
-        prepare_folder(output_root, job.rel.parent)
-        pic = images.load(job.src, cfg.max_pixels)
-        row.width, row.height = pic.width, pic.height
-        notes += pic.notes
-        model = _choose(choice, pic, row, notes, cfg.psnr)
-        fmt = job.format
-        s = model.scale
-        row.out_width, row.out_height = pic.width * s, pic.height * s
-        if fmt != pic.format and not (fmt == "JPEG" and pic.format == "MPO"):
-            notes.append(f"{pic.format} written as {fmt}")
-        notes += images.save_notes(pic.pixels, pic.bits, fmt)
-        # Same print size: the pixels grew by the scale, so must the resolution.
-        dpi = (pic.dpi[0] * s, pic.dpi[1] * s) if pic.dpi else None
-
-        def commit(st: os.stat_result) -> None:
-            if stop is not None and stop.is_set():
-                raise Stopped()  # before the record and the rename: nothing of this image stays
-            if on_commit is not None:
-                on_commit(row, st)
-
-        if stop is not None and stop.is_set():
-            raise Stopped()
-        # Inference runs as the encoder pulls bands: memory is one band plus
-        # what the format's encoder must hold (nothing more for PNG and TIFF).
-        # 16-bit only where the input had it and the format keeps it; else the 8-bit merge.
-        bits = 16 if pic.bits == 16 and fmt in images.DEEP_FORMATS else 8
-        images.save_bands(
-            _until(stop, upscale_bands(pic.pixels, model, cfg.tile, bits)),
-            row.out_width,
-            row.out_height,
-            pic.pixels.shape[2],
-            pic.bits,
-            dst,
-            fmt,
-            exif=pic.exif,
-            icc=pic.icc,
-            dpi=dpi,
-            quality=cfg.quality,
-            png_level=cfg.compression,
-            before_commit=commit,
-            before_sync=slot.release if slot else None,
-        )
-        if cfg.psnr:
-            if slot:
-                slot.acquire()
-            # The output is written by now: a failing side experiment must not make it an error row.
-            try:
-                row.psnr_bicubic, row.psnr_model = psnr_columns(pic.pixels, model, cfg.tile)
-                if row.psnr_bicubic is None:
-                    notes.append(f"too small for the PSNR experiment at x{model.scale}")
-            except Exception as exc:
-                notes.append(f"PSNR experiment failed ({type(exc).__name__})")
-    except Stopped:
-        raise
-    except Exception as exc:  # a batch must survive anything one file can do
-        row.status, row.error = ERROR, _error_line(exc)
-        if log.isEnabledFor(logging.DEBUG):  # --verbose: how it failed, whatever the kind of failure
-            log.debug("%s failed:\n%s", job.src, traceback.format_exc().rstrip())
-    if row.status == ERROR:
-        row.output = ""
-        row.out_width = row.out_height = None
-    row.notes = "; ".join(notes)
-    row.seconds = time.perf_counter() - t0
-    return row
-
-
-def _choose(choice: Choice, pic: images.Picture, row: Row, notes: list[str], columns: bool) -> Model:
-    """The model for ``pic``, the damage columns filled in when the choice or ``columns`` asks
-    for the estimates; a note says why auto chose the damaged-input model, or that the
-    estimate failed (the clean-input model then runs)."""
-    damage = None
-    if choice.auto or columns:
-        try:
-            damage = damage_of(pic)
-            row.jpeg_quality, row.noise_sigma = damage_columns(damage)
-        except Exception as exc:  # an estimate must never cost the image
-            notes.append(f"damage estimate failed ({type(exc).__name__})")
-    model, seen = choice.pick(damage)
-    row.model, row.providers = model.label, model.engine.ran_on
-    if seen:
-        notes.append(f"{model.name} chosen for {seen}")
-    return model
-
-
-def _error_line(exc: Exception) -> str:
-    """The report's one-line error for what ``process`` caught."""
-    if isinstance(exc, (images.ImageError, OutputError, DestinationError)):
-        return str(exc)  # already a sentence for the user
-    if isinstance(exc, MemoryError):
-        return "out of memory (try a smaller --tile)"
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unexpected error'}"
-
-
-def _until(stop: threading.Event | None, bands: Iterator) -> Iterator:
-    """``bands``, raising Stopped between two of them once ``stop`` is set."""
-    for band in bands:
-        if stop is not None and stop.is_set():
-            raise Stopped()
-        yield band
 
 
 class _Progress:
@@ -471,12 +126,6 @@ class _Progress:
         self.close()
 
 
-def _output_pixels(src: Path, scale: int) -> int:
-    """Output pixels of an image from its header alone (0 when unreadable: process reports it)."""
-    size = images.declared_size(src)  # any size, no warnings: a corrupt header is process()'s to report
-    return size[0] * size[1] * scale * scale if size else 0
-
-
 def make_distributor(cfg: RunConfig, choice: Choice | None = None, todo: list[Job] | None = None):
     """The engine that runs the per-image work: this machine (``--jobs`` images in flight) or Ray.
 
@@ -498,7 +147,7 @@ def make_distributor(cfg: RunConfig, choice: Choice | None = None, todo: list[Jo
 
 
 def _key(job: Job, choice: Choice, cfg: RunConfig) -> str | None:
-    quality = cfg.quality if job.format in images.LOSSY else None
+    quality = cfg.quality if job.format in formats.LOSSY else None
     return resume.job_key(job.input_rel.as_posix(), job.src, choice.digest, choice.scale, job.format, quality)
 
 
@@ -544,7 +193,7 @@ def _remove_stale_temporaries(output: Path, input_path: Path) -> None:
     for folder, dirs, files in os.walk(output):
         dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(folder, d)) != inp]
         for name in files:
-            if name.startswith(".") and name.endswith(images.TMP_SUFFIX):
+            if name.startswith(".") and name.endswith(atomic.TMP_SUFFIX):
                 try:
                     os.unlink(os.path.join(folder, name))
                 except OSError:
@@ -633,91 +282,6 @@ def plan(cfg: RunConfig, choice: Choice | Model) -> list[tuple[Job | Skip, dict 
             continue
         out.append((item, entry))
     return out
-
-
-class ComputeSlot:
-    """One image's hold on one of ``--jobs`` compute slots (a shared semaphore).
-
-    Held from decode to the last encoded byte; let go while the output file
-    is fsynced (a wait on the disk: 2-5 ms an image here, during which the
-    core would idle), so a spare worker thread can start the next image.
-    Idempotent both ways, so error paths may release it again.
-    """
-
-    def __init__(self, slots: threading.Semaphore):
-        self._slots, self._held = slots, False
-
-    def acquire(self) -> None:
-        if not self._held:
-            self._slots.acquire()
-            self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            self._slots.release()
-
-
-class ImageRunner:
-    """:func:`process` for one engine's worker threads: a shared memory budget and
-    the right session per image. The local engine and each Ray actor hold one.
-
-    Images whose outputs together exceed the budget do not run side by side,
-    so ``--jobs`` never multiplies big scans' memory. The model's own session
-    gives each of the ``--jobs`` images in flight its share of the cores; an
-    image that runs alone (too big to share the budget, or the only one to
-    do) would leave the other cores idle, so it gets a second session with a
-    thread per core (``cores``), built on first need. Not with an explicit
-    ``--threads`` or off the CPU. At most ``cfg.jobs`` images compute at once
-    (:class:`ComputeSlot`), however many threads call it.
-    """
-
-    def __init__(
-        self,
-        cfg: RunConfig,
-        choice: Choice | Model,
-        todo: int | None = None,
-        cores: int | None = None,
-        adapt: bool | None = None,
-    ):
-        self.cfg, self.choice, self.todo = cfg, as_choice(choice), todo
-        self.cores = cores or os.cpu_count() or 1
-        # Locally an explicit --threads is the user's word; a Ray actor's --threads is its CPU count.
-        self.adapt = not cfg.threads if adapt is None else adapt
-        self.budget = MemoryBudget(MEMORY_BUDGET_PIXELS)
-        self.slots = threading.Semaphore(max(1, cfg.jobs))
-        self._wide: Choice | None = None
-        self._wide_lock = threading.Lock()
-        self.stop: threading.Event | None = None  # set by the driver on SIGINT/SIGTERM/SIGHUP
-
-    def choice_for(self, cost: int) -> Choice:
-        """The models to run an image of ``cost`` output pixels with."""
-        engine = self.choice.clean.engine
-        if not self.adapt or not engine.on_cpu or (engine.options.threads or self.cores) >= self.cores:
-            return self.choice
-        if not (2 * cost > MEMORY_BUDGET_PIXELS or self.todo == 1):
-            return self.choice
-        with self._wide_lock:
-            if self._wide is None:  # built on first need; both models of auto at once (small sessions)
-                self._wide = self.choice.map(lambda m: replace(m, engine=m.engine.with_threads(self.cores)))
-            return self._wide
-
-    def __call__(
-        self, job: Job, output_root: Path, on_commit: Callable[[Row, os.stat_result], None] | None = None
-    ) -> Row:
-        cost = _output_pixels(job.src, self.choice.scale)
-        # Budget first, then a slot; a slot is only ever taken with budget held, so
-        # the two cannot wait on each other.
-        self.budget.acquire(cost)
-        slot = ComputeSlot(self.slots)
-        try:
-            slot.acquire()
-            if self.stop is not None and self.stop.is_set():
-                raise Stopped()
-            return process(job, output_root, self.choice_for(cost), self.cfg, on_commit, slot, self.stop)
-        finally:
-            slot.release()
-            self.budget.release(cost)
 
 
 class FolderWork:

@@ -6,7 +6,7 @@ The only module that imports ``ray`` (an optional extra: ``pip install
 What stays on the driver (``pipeline.run``): the lock, discovery, the resume
 filter, the skip and up-to-date rows, the resume record and the one report
 writer, exactly as with the local engine. What runs on the workers: only
-:func:`batchsr.pipeline.process`, the same function the local engine calls,
+:func:`batchsr.process.process`, the same function the local engine calls,
 so outputs, rows and atomic writes cannot differ.
 
 - Ray is started on this machine (``ray.init(address="local")``) unless
@@ -61,7 +61,7 @@ from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from batchsr.distribute import EngineUnavailable
+from batchsr.distribute import EngineUnavailable, ItemWork
 
 log = logging.getLogger("batchsr")
 
@@ -111,7 +111,7 @@ def probe_paths(input_path: str, sample: str | None, output: str, token_name: st
     so a different folder at the same path is caught), and a probe file must
     be creatable and removable there. Otherwise a one-line reason.
     """
-    from batchsr.images import TMP_SUFFIX
+    from batchsr.atomic import TMP_SUFFIX
 
     try:
         os.stat(input_path)
@@ -139,7 +139,7 @@ class ImageWorker:
     """A Ray actor (wrapped by ``ray.remote`` at run time): one onnxruntime session per model of the
     run's Choice (two with ``--model auto``), built once.
 
-    ``process`` runs :func:`batchsr.pipeline.process` on one job, with up to
+    ``process`` runs :func:`batchsr.process.process` on one job, with up to
     ``--jobs`` calls at once in threads (onnxruntime sessions are thread-safe),
     and returns ``(row, stat)``: the finished output's stat, or None.
     """
@@ -151,7 +151,7 @@ class ImageWorker:
         from batchsr import models
         from batchsr.choice import Choice
         from batchsr.engine import EngineOptions
-        from batchsr.pipeline import ImageRunner
+        from batchsr.runner import ImageRunner
         from batchsr.tuning import own_process
 
         own_process()  # this actor's process is batchsr's: its cores and memory are the images'
@@ -197,8 +197,8 @@ class _Pending:
 class RayDistributor:
     """The distributor of ``distribute.py`` on a Ray cluster: ``map(work, items)`` in order, bounded.
 
-    ``work`` must be a :class:`batchsr.pipeline.FolderWork` (its per-image part
-    is shipped; the rest stays here). Construction starts or joins Ray, starts
+    ``work`` is a :class:`batchsr.distribute.ItemWork`: its parts run here, and the
+    per-image part (``runner.ImageRunner``, built on each actor) there. Construction starts or joins Ray, starts
     the actors and probes them; it raises EngineUnavailable with one line if
     the job cannot run there.
     """
@@ -244,8 +244,8 @@ class RayDistributor:
         self._owns_ray = True
 
     def _start(self, choice, todo: list) -> None:
+        from batchsr.atomic import TMP_SUFFIX
         from batchsr.engine import threads_per_job
-        from batchsr.images import TMP_SUFFIX
 
         ray, cfg = self._ray, self.cfg
         node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
@@ -315,11 +315,7 @@ class RayDistributor:
 
     # ---- the distributor interface -----------------------------------------------------------------
 
-    def map(self, work, items: Iterable) -> Iterator[tuple]:
-        from batchsr.pipeline import FolderWork
-
-        if not isinstance(work, FolderWork):
-            raise TypeError("the Ray engine runs a pipeline.FolderWork: only its per-image part can be shipped")
+    def map(self, work: ItemWork, items: Iterable) -> Iterator[tuple]:
         pending: deque[_Pending] = deque()
         for item in items:
             if work.stop.is_set():

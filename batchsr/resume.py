@@ -192,7 +192,7 @@ class State:
         Something other than a file at the state path (a folder, a fifo) is left
         alone: the run goes on unrecorded, so a rerun processes its images again.
         """
-        from batchsr.images import write_atomic
+        from batchsr.atomic import write_atomic
 
         keep, pending = [], set()
         for rel, last in self.entries.items():

@@ -35,7 +35,7 @@ from realistic import cpu_name, pairs  # noqa: E402
 
 from batchsr import color, metrics  # noqa: E402
 from batchsr.estimate import Damage, DamageRule, jpeg_quality, noise_sigma  # noqa: E402
-from batchsr.pipeline import upscale_u8  # noqa: E402
+from batchsr.upscaling import upscale_u8  # noqa: E402
 
 QUALITIES = [None, 50, 60, 70, 75, 80, 85, 88, 90, 92, 94, 96]
 SIGMAS = [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, float("inf")]

@@ -5,8 +5,8 @@
 On B100 photos at three sizes, as PNG files: 2x2 mosaics of them (962x642,
 a scan's size, where the noise estimate takes every other patch), full size
 (481x321) and their x3 bicubic LRs (160x107, a small old file). Per image, in one
-process, interleaved: ``pipeline.damage_of`` (the luma and both estimates,
-what every run now does before choosing a model) and ``pipeline.process``
+process, interleaved: ``experiment.damage_of`` (the luma and both estimates,
+what every run now does before choosing a model) and ``process.process``
 (decode, estimates, inference, merge, PNG encode and fsync; ``--no-psnr``),
 the median of ``--repeat`` rounds of each. The target (issue 14): the
 estimates under 5 % of the end-to-end time. Says which CPU it ran on.
@@ -26,7 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from realistic import SETS, cpu_name  # noqa: E402
 
-from batchsr import images, pipeline  # noqa: E402
+from batchsr import decode, experiment, process  # noqa: E402
 from batchsr.config import RunConfig  # noqa: E402
 from batchsr.discover import Job  # noqa: E402
 from batchsr.models import load  # noqa: E402
@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             est, run = [], []
             for p in sorted(src.iterdir()):
                 job = Job(src=p, rel=Path(p.name), format="PNG")
-                pic = images.load(p, cfg.max_pixels)
+                pic = decode.load(p, cfg.max_pixels)
                 e, r = [], []
                 for _ in range(a.repeat):
-                    e.append(timed(lambda pic=pic: pipeline.damage_of(pic)))
-                    r.append(timed(lambda job=job, out=out, cfg=cfg: pipeline.process(job, out, model, cfg)))
+                    e.append(timed(lambda pic=pic: experiment.damage_of(pic)))
+                    r.append(timed(lambda job=job, out=out, cfg=cfg: process.process(job, out, model, cfg)))
                 est.append(statistics.median(e))
                 run.append(statistics.median(r))
             me, mr = 1000 * statistics.median(est), 1000 * statistics.median(run)

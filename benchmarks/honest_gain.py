@@ -8,7 +8,7 @@ used for the benchmark tables, which use seed 0): the LR inputs of
 the true gain is PSNR-Y(model, original) - PSNR-Y(bicubic, original); the
 reported gain is what the report computes from the input alone:
 
-- ``paper``: today's experiment (``pipeline.paper_experiment``): the input
+- ``paper``: today's experiment (``experiment.paper_experiment``): the input
   shrunk by bicubic, restored, compared with the input.
 - ``matched``: the shrunk input is first given back the damage the
   estimator found in the input (Gaussian luma noise of its ``noise_sigma``,
@@ -43,7 +43,7 @@ from realistic import cpu_name, pairs  # noqa: E402
 from batchsr import color, metrics  # noqa: E402
 from batchsr.degrade import degrade  # noqa: E402
 from batchsr.estimate import Damage, DamageRule, jpeg_quality, noise_sigma  # noqa: E402
-from batchsr.pipeline import upscale_u8  # noqa: E402
+from batchsr.upscaling import upscale_u8  # noqa: E402
 
 
 def as_file(lr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float | None]:

@@ -81,7 +81,7 @@ def realesrgan(stem: str, scale: int, native: int, threads: int = 0) -> Upscaler
 def batchsr_model(name: str, scale: int, threads: int = 0) -> Upscaler:
     from batchsr.engine import EngineOptions
     from batchsr.models import load
-    from batchsr.pipeline import upscale_u8
+    from batchsr.upscaling import upscale_u8
 
     model = load(name, scale, EngineOptions(threads=threads))
     return lambda lr: upscale_u8(lr, model)

@@ -8,7 +8,7 @@ import pytest
 
 from batchsr import color
 from batchsr.distribute import MemoryBudget
-from batchsr.pipeline import upscale_bands, upscale_pixels, upscale_to_uint8
+from batchsr.upscaling import upscale_bands, upscale_pixels, upscale_to_uint8
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
@@ -26,11 +26,11 @@ def test_uint8_bands_equal_the_whole_float_path(random_model, channels, tile):
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_merge_sub_bands_equal_one_merge(random_model, channels, monkeypatch):
     """Wide images merge a tile row in sub-bands (bounded temporaries); the pixels must not change."""
-    from batchsr import pipeline
+    from batchsr import upscaling
 
     px = np.random.default_rng(channels).uniform(0, 1, (31, 17, channels)).astype(np.float32)
     one = upscale_pixels(px, random_model, 0)
-    monkeypatch.setattr(pipeline, "MERGE_PIXELS", 4 * 17 * 3 * 3)  # 4 LR rows of 17 pixels at x3
+    monkeypatch.setattr(upscaling, "MERGE_PIXELS", 4 * 17 * 3 * 3)  # 4 LR rows of 17 pixels at x3
     bands = list(upscale_bands(px, random_model, 0))
     assert len(bands) == 8 and [b[1] - b[0] for b in bands] == [12] * 7 + [9]
     # The banded bicubic is the whole resize's rows, up to BLAS's float rounding (far below 1/255).
@@ -71,10 +71,10 @@ def test_memory_budget_lets_small_images_share_and_big_ones_run_alone():
 def test_compression_level_trades_size_not_pixels(tmp_path, random_model_path):
     from PIL import Image
 
-    from batchsr import images
+    from batchsr import encode
     from batchsr.cli import main
 
-    assert images._fast(2) and not images._fast(0) and not images._fast(4)  # ISA-L is installed and used
+    assert encode._fast(2) and not encode._fast(0) and not encode._fast(4)  # ISA-L is installed and used
     src = tmp_path / "in"
     src.mkdir()
     yy, xx = np.mgrid[0:70, 0:90]
@@ -101,7 +101,7 @@ def test_compression_level_trades_size_not_pixels(tmp_path, random_model_path):
 
 @pytest.mark.parametrize("bits,channels", [(8, 1), (8, 2), (8, 3), (8, 4), (16, 1), (16, 3), (16, 4)])
 def test_streamed_png_decodes_exactly_across_blocks(tmp_path, bits, channels):
-    from batchsr import images
+    from batchsr import atomic, decode, encode
 
     rng = np.random.default_rng(bits + channels)
     h, w = 150, 3000  # several 1 MiB blocks: the filter must carry the row above across blocks
@@ -110,8 +110,8 @@ def test_streamed_png_decodes_exactly_across_blocks(tmp_path, bits, channels):
     a[:, : w // 2] = a[:, : w // 2].mean(axis=0).astype(dtype)  # smooth half, noisy half
     dst = tmp_path / "x.png"
     bands = [a[r : r + 37] for r in range(0, h, 37)]
-    images.write_atomic(
-        dst, lambda f: images._write_png(f, bands, w, h, channels, bits, exif=None, icc=None, dpi=None, level=1)
+    atomic.write_atomic(
+        dst, lambda f: encode._write_png(f, bands, w, h, channels, bits, exif=None, icc=None, dpi=None, level=1)
     )
-    got = np.round(images.load(dst).pixels * ((1 << bits) - 1)).astype(np.int64)
+    got = np.round(decode.load(dst).pixels * ((1 << bits) - 1)).astype(np.int64)
     assert np.array_equal(got, a.astype(np.int64))

@@ -10,7 +10,7 @@ from conftest import photo
 from imgfactory import exif_with, png_header_only
 from PIL import Image, ImageFile, TiffImagePlugin
 
-from batchsr import images
+from batchsr import decode, encode
 
 # ---------------------------------------------------------------- malformed EXIF
 
@@ -136,7 +136,7 @@ def test_malformed_exif_never_costs_the_image(tmp_path, name):
     src = tmp_path / "in.jpg"
     src.write_bytes(_jpeg(b"Exif\0\0" + damage(_exif_tiff())))
     stored = np.asarray(Image.open(io.BytesIO(_jpeg(None))))  # the same pixels without any EXIF
-    pic = images.load(src)
+    pic = decode.load(src)
     got = np.round(pic.pixels * 255).astype(np.uint8)
     rotated = np.asarray(Image.fromarray(stored).transpose(Image.Transpose.ROTATE_270))
     if upright is None:
@@ -157,7 +157,7 @@ def test_malformed_exif_never_costs_the_image(tmp_path, name):
     dpi = (pic.dpi[0] * 4, pic.dpi[1] * 4) if pic.dpi else None
     for fmt, suffix in (("JPEG", "jpg"), ("PNG", "png"), ("TIFF", "tif")):
         out = tmp_path / f"out.{suffix}"
-        images.save_pixels(pic.pixels, pic.bits, out, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi)
+        encode.save_pixels(pic.pixels, pic.bits, out, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi)
         with Image.open(out) as im:
             im.load()
             assert im.size == (pic.width, pic.height)
@@ -167,7 +167,7 @@ def test_malformed_exif_never_costs_the_image(tmp_path, name):
 def test_dropped_exif_tags_are_named_in_the_notes(tmp_path):
     src = tmp_path / "in.jpg"
     src.write_bytes(_jpeg(b"Exif\0\0" + _edit(MAKE, typ=5)(_exif_tiff())))
-    pic = images.load(src)
+    pic = decode.load(src)
     assert (pic.width, pic.height) == (30, 40)  # orientation 6 applied
     assert any("EXIF" in n and "0x010F" in n for n in pic.notes), pic.notes
     ex = Image.Exif()
@@ -194,8 +194,8 @@ def test_a_jpeg_cut_short_with_an_end_marker_is_an_error(tmp_path, progressive, 
     data = _photo_jpeg(progressive)
     p = tmp_path / "cut.jpg"
     p.write_bytes(data[: int(len(data) * fraction)] + b"\xff\xd9")
-    with pytest.raises(images.ImageError, match="corrupt or truncated JPEG data") as e:
-        images.load(p)
+    with pytest.raises(decode.ImageError, match="corrupt or truncated JPEG data") as e:
+        decode.load(p)
     assert "\n" not in str(e.value)
 
 
@@ -207,8 +207,8 @@ def test_a_cut_jpeg_is_an_error_even_if_the_caller_lets_pillow_load_truncated_im
     data = _photo_jpeg(progressive)
     p = tmp_path / "cut.jpg"
     p.write_bytes(data[: len(data) // 3])
-    with pytest.raises(images.ImageError, match="corrupt or truncated"):
-        images.load(p)
+    with pytest.raises(decode.ImageError, match="corrupt or truncated"):
+        decode.load(p)
 
 
 def test_a_cut_jpeg_with_restart_markers_is_an_error(tmp_path):
@@ -216,8 +216,8 @@ def test_a_cut_jpeg_with_restart_markers_is_an_error(tmp_path):
     assert b"\xff\xd0" in data
     p = tmp_path / "cut.jpg"
     p.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
-    with pytest.raises(images.ImageError, match="corrupt or truncated JPEG data"):
-        images.load(p)
+    with pytest.raises(decode.ImageError, match="corrupt or truncated JPEG data"):
+        decode.load(p)
 
 
 def _grey_bottom(mode: str = "RGB") -> Image.Image:
@@ -258,7 +258,7 @@ def test_complete_jpegs_are_not_called_damaged(tmp_path, case):
         buf.write(b"camera trailer \xff\xd8\xff\xe1 and more")
     p = tmp_path / "ok.jpg"
     p.write_bytes(buf.getvalue())
-    pic = images.load(p)
+    pic = decode.load(p)
     want = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
     assert np.array_equal(np.round(pic.pixels * 255).astype(np.uint8).reshape(want.shape), want)
 
@@ -289,15 +289,15 @@ def test_a_tiny_jpeg_claiming_a_huge_picture_is_refused_from_its_header(tmp_path
     p = tmp_path / "bomb.jpg"
     p.write_bytes(_tiny_jpeg_claiming(13000, 13000))
     assert len(p.read_bytes()) < 1000
-    with pytest.raises(images.ImageError, match="13000x13000 .* bytes") as e:  # no_decoding: from the header
-        images.load(p)
+    with pytest.raises(decode.ImageError, match="13000x13000 .* bytes") as e:  # no_decoding: from the header
+        decode.load(p)
     assert "\n" not in str(e.value)
 
 
 def test_a_tiny_png_claiming_a_huge_picture_is_refused_from_its_header(tmp_path, no_decoding):
     p = png_header_only(tmp_path / "bomb.png", 13000, 13000)
-    with pytest.raises(images.ImageError, match="13000x13000 .* bytes"):
-        images.load(p)
+    with pytest.raises(decode.ImageError, match="13000x13000 .* bytes"):
+        decode.load(p)
 
 
 @pytest.mark.parametrize(
@@ -311,7 +311,7 @@ def test_a_tiny_png_claiming_a_huge_picture_is_refused_from_its_header(tmp_path,
     ],
 )
 def test_the_most_compressible_real_files_are_not_refused(tmp_path, case):
-    """The extremes the density bounds were measured on (images.MAX_PIXELS_PER_BYTE) still load."""
+    """The extremes the density bounds were measured on (decode.MAX_PIXELS_PER_BYTE) still load."""
     p = tmp_path / "flat"
     if "GIF" in case:
         Image.new("P", (2000, 2000), 1).save(p, "GIF")
@@ -327,8 +327,8 @@ def test_the_most_compressible_real_files_are_not_refused(tmp_path, case):
         ratio = im.width * im.height / p.stat().st_size
         fmt = im.format
     assert ratio > 50  # really extreme files
-    assert ratio * 2 < images.MAX_PIXELS_PER_BYTE[fmt]
-    assert images.load(p).width > 0
+    assert ratio * 2 < decode.MAX_PIXELS_PER_BYTE[fmt]
+    assert decode.load(p).width > 0
 
 
 @pytest.mark.parametrize(
@@ -341,13 +341,13 @@ def test_the_most_compressible_real_files_are_not_refused(tmp_path, case):
     ],
 )
 def test_upright_turns_like_load_and_never_raises(tmp_path, name):
-    """The HTML page draws inputs through images.upright: the same turn as load, whatever the EXIF
+    """The HTML page draws inputs through decode.upright: the same turn as load, whatever the EXIF
     (ImageOps.exif_transpose raised AttributeError on the first)."""
     damage = EXIF_DAMAGE[name][0]
     src = tmp_path / "in.jpg"
     src.write_bytes(_jpeg(b"Exif\0\0" + damage(_exif_tiff())))
     with Image.open(src) as im:
         im.load()
-        drawn = np.asarray(images.upright(im).convert("RGB"))
-    loaded = np.round(images.load(src).pixels * 255).astype(np.uint8)
+        drawn = np.asarray(decode.upright(im).convert("RGB"))
+    loaded = np.round(decode.load(src).pixels * 255).astype(np.uint8)
     assert np.array_equal(drawn, loaded)

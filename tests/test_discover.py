@@ -5,7 +5,8 @@ from pathlib import Path
 
 from conftest import photo
 
-from batchsr.discover import Job, Skip, discover, sniff
+from batchsr.discover import Job, Skip, discover
+from batchsr.formats import sniff
 
 
 def _names(items, kind=Job):

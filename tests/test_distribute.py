@@ -68,7 +68,7 @@ def test_pipelined_run_writes_the_same_bytes_and_rows(tmp_path, random_model_pat
 
 def test_an_image_that_runs_alone_gets_every_core(random_model_path, tmp_path, monkeypatch):
     """Two jobs on two cores run one thread each; a big scan (or a lone image) gets both."""
-    from batchsr import pipeline, resume
+    from batchsr import pipeline, resume, runner, upscaling
     from batchsr.config import RunConfig
     from batchsr.engine import EngineOptions
     from batchsr.models import load
@@ -78,22 +78,22 @@ def test_an_image_that_runs_alone_gets_every_core(random_model_path, tmp_path, m
     cfg = RunConfig(input=tmp_path, output=tmp_path / "out", jobs=2)
     state = resume.State(tmp_path / "out")
     try:
-        work = pipeline.ImageRunner(cfg, narrow, todo=10)
-        small, big = 1_000_000, pipeline.MEMORY_BUDGET_PIXELS  # a big one cannot share the budget
+        work = runner.ImageRunner(cfg, narrow, todo=10)
+        small, big = 1_000_000, runner.MEMORY_BUDGET_PIXELS  # a big one cannot share the budget
         assert work.choice_for(small).clean is narrow
         wide = work.choice_for(big).clean
         assert wide.engine.options.threads == 2 and wide.sha256 == narrow.sha256
         assert work.choice_for(big).clean is wide  # built once
-        assert pipeline.ImageRunner(cfg, narrow, todo=1).choice_for(small).clean.engine.options.threads == 2
+        assert runner.ImageRunner(cfg, narrow, todo=1).choice_for(small).clean.engine.options.threads == 2
         explicit = RunConfig(input=tmp_path, output=tmp_path / "out", jobs=2, threads=1)
-        assert pipeline.ImageRunner(explicit, narrow, todo=1).choice_for(big).clean is narrow
+        assert runner.ImageRunner(explicit, narrow, todo=1).choice_for(big).clean is narrow
         # A Ray actor's --threads is its CPU count: it still widens for a big image.
-        actor = pipeline.ImageRunner(explicit, narrow, cores=2, adapt=True)
+        actor = runner.ImageRunner(explicit, narrow, cores=2, adapt=True)
         assert actor.choice_for(small).clean is narrow and actor.choice_for(big).clean.engine.options.threads == 2
         # Same pixels from either session (up to a float rounding flip).
         px = np.random.default_rng(0).uniform(0, 1, (20, 30, 3)).astype(np.float32)
-        a = pipeline.upscale_to_uint8(px, narrow)
-        b = pipeline.upscale_to_uint8(px, wide)
+        a = upscaling.upscale_to_uint8(px, narrow)
+        b = upscaling.upscale_to_uint8(px, wide)
         assert np.abs(a.astype(int) - b).max() <= 1
     finally:
         state.close()

@@ -9,7 +9,7 @@ from conftest import photo
 from imgfactory import cmyk_profile, exif_with, marker_image, png16, stored_for
 from PIL import Image, ImageCms
 
-from batchsr import images
+from batchsr import atomic, decode, encode, formats
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -19,7 +19,7 @@ def test_load_applies_each_exif_orientation_once(tmp_path, orientation):
     upright = marker_image()
     p = tmp_path / "o.png"
     stored_for(upright, orientation).save(p, exif=exif_with(orientation))
-    pic = images.load(p)
+    pic = decode.load(p)
     got = np.rint(pic.pixels * 255).astype(np.uint8)
     assert np.array_equal(got, np.asarray(upright))
     ex = Image.Exif()
@@ -73,7 +73,7 @@ def test_icc_exif_and_dpi_carried_to_the_output(tmp_path, random_model, run_fold
 def test_tiff_layout_tags_are_not_carried_as_exif(tmp_path):
     p = tmp_path / "cmyk.tif"
     Image.new("CMYK", (8, 8), (0, 0, 0, 0)).save(p, exif=exif_with())
-    pic = images.load(p)
+    pic = decode.load(p)
     ex = Image.Exif()
     ex.load(pic.exif)
     assert ex[0x010F] == "Kodak"
@@ -90,7 +90,7 @@ def _deep(seed, h, w, c):
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_16bit_png_loads_at_full_precision(tmp_path, channels):
     a = _deep(channels, 20, 24, channels)
-    pic = images.load(png16(tmp_path / "d.png", a))
+    pic = decode.load(png16(tmp_path / "d.png", a))
     assert pic.bits == 16 and pic.pixels.shape == (20, 24, channels)
     assert np.array_equal(np.rint(pic.pixels * 65535).astype(np.uint16), a)
 
@@ -110,7 +110,7 @@ def test_16bit_tiff_loads_at_full_precision(tmp_path, channels, byteorder, compr
         compression=compression,
         **kw,
     )
-    pic = images.load(p)
+    pic = decode.load(p)
     assert pic.bits == 16
     assert np.array_equal(np.rint(pic.pixels * 65535).astype(np.uint16), a)
 
@@ -119,7 +119,7 @@ def test_16bit_tiff_loads_at_full_precision(tmp_path, channels, byteorder, compr
 @pytest.mark.parametrize("channels", [3, 4])
 def test_16bit_colour_stays_16bit_end_to_end(tmp_path, random_model, run_folder, name, channels):
     from batchsr.color import to_uint
-    from batchsr.pipeline import upscale_pixels
+    from batchsr.upscaling import upscale_pixels
 
     inp = tmp_path / "in"
     inp.mkdir()
@@ -133,7 +133,7 @@ def test_16bit_colour_stays_16bit_end_to_end(tmp_path, random_model, run_folder,
     summary, rows = run_folder(inp, tmp_path / "out", random_model)
     assert summary.ok == 1, rows
     out = tmp_path / "out" / name
-    got = tifffile.imread(out) if name.endswith(".tif") else np.rint(images.load(out).pixels * 65535)
+    got = tifffile.imread(out) if name.endswith(".tif") else np.rint(decode.load(out).pixels * 65535)
     expected = to_uint(upscale_pixels(a.astype(np.float32) / 65535, random_model), 16)
     assert got.shape == (60, 72, channels)
     assert np.array_equal(got.astype(np.uint16), expected)
@@ -144,7 +144,7 @@ def test_16bit_png_output_is_a_valid_png(tmp_path):
     # Pillow decodes our 16-bit writer's output (Sub filter, metadata chunks) to its high bytes.
     a = _deep(3, 17, 23, 3)
     dst = tmp_path / "w.png"
-    images.save_pixels(
+    encode.save_pixels(
         a.astype(np.float32) / 65535, 16, dst, "PNG", icc=SRGB, dpi=(150, 150), exif=exif_with().tobytes()
     )
     with Image.open(dst) as im:
@@ -156,7 +156,7 @@ def test_16bit_png_output_is_a_valid_png(tmp_path):
 def test_16bit_tiff_output_carries_metadata(tmp_path):
     a = _deep(4, 17, 23, 3)
     dst = tmp_path / "w.tif"
-    images.save_pixels(
+    encode.save_pixels(
         a.astype(np.float32) / 65535, 16, dst, "TIFF", icc=SRGB, dpi=(150, 150), exif=exif_with().tobytes()
     )
     assert np.array_equal(tifffile.imread(dst), a)
@@ -222,7 +222,7 @@ def test_cmyk_is_converted_through_its_embedded_profile(tmp_path):
     im = Image.new("CMYK", (16, 8), (255, 0, 0, 0))  # pure cyan
     p = tmp_path / "c.jpg"
     im.save(p, icc_profile=prof, quality=100)
-    pic = images.load(p)
+    pic = decode.load(p)
     got = np.rint(pic.pixels[4, 8] * 255)
     expected = ImageCms.profileToProfile(
         Image.new("CMYK", (1, 1), (255, 0, 0, 0)),
@@ -278,7 +278,7 @@ def test_bmp_and_avif_keep_their_format(tmp_path, random_model, run_folder):
 
 
 def test_heic_is_read_and_kept_with_the_plugin(tmp_path, random_model, run_folder):
-    images.register_plugins()  # pillow-heif, from the heic extra (also in the test extra)
+    formats.register_plugins()  # pillow-heif, from the heic extra (also in the test extra)
     inp = tmp_path / "in"
     inp.mkdir()
     photo(12, 30, 20).save(inp / "h.heic", format="HEIF", quality=90, exif=exif_with().tobytes())
@@ -290,22 +290,22 @@ def test_heic_is_read_and_kept_with_the_plugin(tmp_path, random_model, run_folde
 
 
 def test_corrupt_heic_with_the_plugin_is_called_corrupt(tmp_path):
-    images.register_plugins()
+    formats.register_plugins()
     p = tmp_path / "x.heic"
     p.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 100)
-    with pytest.raises(images.ImageError, match="corrupt HEIF"):
-        images.load(p)
+    with pytest.raises(decode.ImageError, match="corrupt HEIF"):
+        decode.load(p)
 
 
 def test_heic_without_plugin_is_a_clear_error(tmp_path, monkeypatch):
     # A HEIC header; with pillow-heif not registered Pillow cannot open it.
-    monkeypatch.setattr(images, "_plugins_registered", True)
+    monkeypatch.setattr(formats, "_plugins_registered", True)
     monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "HEIF"])
     monkeypatch.delitem(Image.OPEN, "HEIF", raising=False)
     p = tmp_path / "x.heic"
     p.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 100)
-    with pytest.raises(images.ImageError, match="pillow-heif"):
-        images.load(p)
+    with pytest.raises(decode.ImageError, match="pillow-heif"):
+        decode.load(p)
 
 
 @pytest.mark.parametrize(
@@ -343,8 +343,8 @@ def test_16bit_colour_orientation_is_applied(tmp_path):
     stored = np.ascontiguousarray(np.rot90(upright, 1))  # what orientation 6 (turn clockwise) displays upright
     p = tmp_path / "o.png"
     ex = exif_with(6)
-    images.write_atomic(p, lambda f: images._write_png16(f, stored, exif=ex.tobytes(), icc=None, dpi=None, level=1))
-    pic = images.load(p)
+    atomic.write_atomic(p, lambda f: encode._write_png16(f, stored, exif=ex.tobytes(), icc=None, dpi=None, level=1))
+    pic = decode.load(p)
     assert pic.bits == 16
     assert np.array_equal(np.rint(pic.pixels * 65535).astype(np.uint16), upright)
 

@@ -42,7 +42,7 @@ def test_shipped_model_is_intact_and_described(entry):
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: f"{e.name}_x{e.scale}")
 def test_shipped_model_upscales_and_beats_bicubic(entry, shared):
     from batchsr import metrics
-    from batchsr.pipeline import paper_experiment
+    from batchsr.experiment import paper_experiment
 
     m = models.load(entry.name, entry.scale)
     gains = []
@@ -114,7 +114,7 @@ def test_photo_restores_damaged_photos_better_than_default_and_bicubic(entry, sh
     sharpens the damage, and than bicubic."""
     from batchsr.degrade import degrade_realistic
     from batchsr.evaluate import REALISTIC_SETS, score
-    from batchsr.pipeline import upscale_u8
+    from batchsr.upscaling import upscale_u8
 
     photo, default = models.load("photo", entry.scale), models.load("default", entry.scale)
     s = entry.scale

@@ -8,8 +8,8 @@ import pytest
 from conftest import photo
 from PIL import Image
 
+from batchsr.atomic import TMP_SUFFIX, write_atomic
 from batchsr.discover import discover
-from batchsr.images import TMP_SUFFIX, write_atomic
 
 
 def _name_max(folder: Path) -> int:

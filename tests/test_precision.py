@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import photo
 
-from batchsr import models, pipeline
+from batchsr import models, upscaling
 from batchsr.precision import INT8_FLAGS, choose_precision, cpu_flags
 from train.quantize import NOT_QUANTIZED
 
@@ -80,11 +80,11 @@ def test_every_shipped_model_has_a_verified_int8_build(entry):
 def test_tiling_is_exact_in_int8(entry):
     m = models.load(entry.name, entry.scale, precision="int8")
     pixels = np.asarray(photo(7, 61, 47), dtype=np.float32) / 255.0
-    whole = pipeline.upscale_pixels(pixels, m, tile=0)
-    tiled = pipeline.upscale_pixels(pixels, m, tile=16)
+    whole = upscaling.upscale_pixels(pixels, m, tile=0)
+    tiled = upscaling.upscale_pixels(pixels, m, tile=16)
     assert whole.tobytes() == tiled.tobytes()
     # and int8 is close to the float model (not a different picture)
-    fp32 = pipeline.upscale_pixels(pixels, models.load(entry.name, entry.scale), tile=0)
+    fp32 = upscaling.upscale_pixels(pixels, models.load(entry.name, entry.scale), tile=0)
     assert np.abs(whole - fp32).mean() < 2 / 255
 
 

@@ -15,7 +15,7 @@ from onnx import numpy_helper
 from onnx_factory import conv_net
 from PIL import Image
 
-from batchsr import cli, images, pipeline
+from batchsr import cli, decode, pipeline
 from batchsr.config import RunConfig
 from batchsr.lock import LOCK_NAME, Locked, RunLock
 from batchsr.models import load
@@ -68,7 +68,7 @@ def deny_unreadable(monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(images, "open", guarded, raising=False)
+    monkeypatch.setattr(decode, "open", guarded, raising=False)
 
 
 def test_bad_input_never_stops_the_batch(tmp_path, random_model, run_folder, deny_unreadable):
@@ -118,10 +118,10 @@ def test_default_pixel_limit_is_pillows_179_megapixels(tmp_path):
     from batchsr.config import DEFAULT_MAX_PIXELS
 
     assert 178_000_000 < DEFAULT_MAX_PIXELS < 180_000_000
-    with pytest.raises(images.ImageError, match="corrupt"):  # 150 MP passes the size check
-        images.load(png_header_only(tmp_path / "big.png", 15000, 10000))
-    with pytest.raises(images.ImageError, match="over the limit of 179"):
-        images.load(png_header_only(tmp_path / "bigger.png", 15000, 12000))
+    with pytest.raises(decode.ImageError, match="corrupt"):  # 150 MP passes the size check
+        decode.load(png_header_only(tmp_path / "big.png", 15000, 10000))
+    with pytest.raises(decode.ImageError, match="over the limit of 179"):
+        decode.load(png_header_only(tmp_path / "bigger.png", 15000, 12000))
 
 
 def test_fifo_with_an_image_name_is_an_error_row_not_a_hang(tmp_path, random_model, run_folder):
@@ -394,7 +394,7 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
 
     from PIL import Image
 
-    from batchsr import pipeline
+    from batchsr import process, upscaling
     from batchsr.cli import main
 
     src = tmp_path / "in"
@@ -406,8 +406,8 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
     failures = []
     computing, held, most = [0], [0], [0]
     lock = threading.Lock()
-    real_fsync, real_bands = os.fsync, pipeline.upscale_bands
-    real_acquire, real_release = pipeline.ComputeSlot.acquire, pipeline.ComputeSlot.release
+    real_fsync, real_bands = os.fsync, upscaling.upscale_bands
+    real_acquire, real_release = process.ComputeSlot.acquire, process.ComputeSlot.release
 
     def fsync(fd):
         # Only the images' outputs wait (written by workers), not the driver's own files.
@@ -449,9 +449,9 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
                 held[0] -= 1
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(pipeline, "upscale_bands", bands)
-    monkeypatch.setattr(pipeline.ComputeSlot, "acquire", acquire)
-    monkeypatch.setattr(pipeline.ComputeSlot, "release", release)
+    monkeypatch.setattr(process, "upscale_bands", bands)
+    monkeypatch.setattr(process.ComputeSlot, "acquire", acquire)
+    monkeypatch.setattr(process.ComputeSlot, "release", release)
     out = tmp_path / "out"
     assert main([str(src), str(out), "--model", str(random_model_path), "--jobs", "2", "--no-psnr", "--quiet"]) == 0
     assert failures == [] and computing[0] == 3 and third_computing.is_set()

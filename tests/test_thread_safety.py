@@ -1,4 +1,4 @@
-"""images.load and the writers change no process-wide state that other threads (or a library
+"""decode.load and the writers change no process-wide state that other threads (or a library
 caller) could see: Pillow's pixel limit, the warnings machinery, the umask."""
 
 import io
@@ -13,7 +13,7 @@ from conftest import photo
 from imgfactory import exif_with
 from PIL import Image
 
-from batchsr import images
+from batchsr import decode, encode
 
 
 def _run_threads(n: int, work) -> tuple[list[threading.Thread], list[BaseException]]:
@@ -50,10 +50,10 @@ def test_loads_never_touch_pillows_pixel_limit(tmp_path, monkeypatch):
 
     def work(i):
         for _ in range(15):
-            assert images.load(small).width == 30
-            assert images.load(big).width == 60  # batchsr's own limit (default) allows it
-            with pytest.raises(images.ImageError, match="over the limit"):
-                images.load(big, max_pixels=2000)
+            assert decode.load(small).width == 30
+            assert decode.load(big).width == 60  # batchsr's own limit (default) allows it
+            with pytest.raises(decode.ImageError, match="over the limit"):
+                decode.load(big, max_pixels=2000)
 
     threads, errors = _run_threads(4, work)
     seen, guard_lost = set(), 0
@@ -91,16 +91,16 @@ def test_decoder_warnings_become_notes_of_their_own_image_only(tmp_path, monkeyp
     tiff = exif_with(1).tobytes()[6:]
     bad.write_bytes(_jpeg_with_app1(b"Exif\0\0" + tiff[:20]))  # IFD cut short: Pillow warns
     clean.write_bytes(_jpeg_with_app1(exif_with(1).tobytes()))
-    expected = images.load(bad).notes
+    expected = decode.load(bad).notes
     assert any("EXIF" in n for n in expected)
-    assert images.load(bad).notes == expected  # every time, not once per process
-    assert images.load(clean).notes == []
+    assert decode.load(bad).notes == expected  # every time, not once per process
+    assert decode.load(clean).notes == []
     results = []
 
     def work(i):
         for k in range(40):
             p = bad if (i + k) % 2 else clean
-            results.append((p, images.load(p).notes))
+            results.append((p, decode.load(p).notes))
 
     threads, errors = _run_threads(4, work)
     while any(t.is_alive() for t in threads):
@@ -126,7 +126,7 @@ def test_writes_never_open_the_umask(tmp_path, monkeypatch):
 
     def work(i):
         for k in range(5):
-            images.save_pixels(px, 8, tmp_path / f"{i}-{k}.png", "PNG")
+            encode.save_pixels(px, 8, tmp_path / f"{i}-{k}.png", "PNG")
 
     threads, errors = _run_threads(4, work)
     for t in threads:
@@ -143,10 +143,10 @@ def test_declared_size_reads_a_header_whatever_pillows_limit(tmp_path, monkeypat
     big = tmp_path / "big.png"
     photo(1, 60, 50).save(big)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    assert images.declared_size(big) == (60, 50)
-    assert images.declared_size(tmp_path / "missing.png") is None
+    assert decode.declared_size(big) == (60, 50)
+    assert decode.declared_size(tmp_path / "missing.png") is None
     (tmp_path / "text.png").write_text("not an image")
-    assert images.declared_size(tmp_path / "text.png") is None
+    assert decode.declared_size(tmp_path / "text.png") is None
     assert Image.MAX_IMAGE_PIXELS == 1000
     with pytest.raises(Image.DecompressionBombError):
         Image.open(big)  # the caller's own guard, in the caller's thread

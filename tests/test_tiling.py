@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from batchsr import tiling
-from batchsr.pipeline import upscale_pixels
+from batchsr.upscaling import upscale_pixels
 
 
 @pytest.mark.parametrize(

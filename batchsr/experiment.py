@@ -1,0 +1,51 @@
+"""What the report measures of one image besides its output: the damage estimates of the
+input and the original paper's PSNR experiment (the image as its own ground truth)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from batchsr import color, decode, metrics
+from batchsr.degrade import degrade
+from batchsr.estimate import Damage, estimate
+from batchsr.models import Model
+from batchsr.upscaling import upscale_u8
+
+
+def paper_experiment(truth_u8: np.ndarray, model: Model, tile: int | None = None):
+    """The original paper's per-image experiment on an 8-bit RGB or grey image.
+
+    The image is its own ground truth: mod-crop it, degrade it by the model's
+    scale (the shared ``degrade``), upscale that with bicubic and with the
+    model. Returns ``(truth, bicubic, model_output)`` as 8-bit arrays of equal size.
+    """
+    s = model.scale
+    gt, lr = degrade(Image.fromarray(truth_u8), s)
+    bicubic = np.asarray(lr.resize(gt.size, Image.BICUBIC))
+    return np.asarray(gt), bicubic, upscale_u8(np.asarray(lr), model, tile)
+
+
+def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[float | None, float | None]:
+    """(psnr_bicubic, psnr_model) of the paper's experiment, or (None, None) if too small."""
+    s = model.scale
+    h, w = pixels.shape[:2]
+    if min(h // s, w // s) < 1 or min(h - h % s, w - w % s) <= 2 * s:
+        return None, None
+    colour = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., 0]
+    truth, bicubic, sr = paper_experiment(color.to_uint(colour, 8), model, tile)
+    return metrics.psnr_y(truth, bicubic, s), metrics.psnr_y(truth, sr, s)
+
+
+def damage_of(pic: decode.Picture) -> Damage:
+    """What the input's file and luma say of its damage (the report's jpeg_quality and noise_sigma)."""
+    colour = pic.pixels[..., :3] if pic.pixels.shape[2] >= 3 else None
+    y = color.rgb_to_y(colour) if colour is not None else color.gray_to_y(pic.pixels[..., 0])
+    return estimate(y * np.float32(255.0), pic.jpeg_quality)
+
+
+def damage_columns(found: Damage) -> tuple[float | None, float | None]:
+    """(jpeg_quality, noise_sigma) of the report: a NaN sigma (an image too small to tell) left empty."""
+    return found.jpeg_quality, (None if math.isnan(found.noise_sigma) else found.noise_sigma)
