@@ -80,12 +80,20 @@ class Picture:
         return self.pixels.shape[2] in (2, 4)
 
 
+# The creation date written into the sRGB profile's header (ICC.1 7.2.8: year, month, day, hours,
+# minutes, seconds), fixed so that the same input gives the same output bytes on every run.
+SRGB_PROFILE_DATE = (2026, 1, 1, 0, 0, 0)
+
+
 @functools.lru_cache(maxsize=1)
 def srgb_profile() -> bytes:
-    """The bytes of an sRGB ICC profile (littleCMS's built-in one; made once, it embeds a date)."""
+    """The bytes of an sRGB ICC profile: littleCMS's built-in one, its creation date set to
+    ``SRGB_PROFILE_DATE`` (littleCMS writes the time it was made; its profile ID stays 0)."""
     from PIL import ImageCms
 
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[24:36] = struct.pack(">6H", *SRGB_PROFILE_DATE)
+    return bytes(data)
 
 
 def cmyk_to_rgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> tuple[Image.Image, bytes | None]:

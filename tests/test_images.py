@@ -1,6 +1,7 @@
 """Formats, modes and metadata: what load() reads and what a run writes."""
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -239,6 +240,21 @@ def test_cmyk_is_converted_through_its_embedded_profile(tmp_path):
         ImageCms.ImageCmsProfile(io.BytesIO(pic.icc))
     )
     assert any("embedded ICC profile" in n for n in pic.notes)
+
+
+def test_the_srgb_tag_of_a_converted_cmyk_is_the_same_bytes_in_every_run(tmp_path):
+    """littleCMS stamps a profile with the time it was made; batchsr's outputs must not vary."""
+    import subprocess
+    import sys
+
+    Image.new("CMYK", (16, 8), (255, 0, 0, 0)).save(tmp_path / "c.jpg", icc_profile=cmyk_profile())
+    code = (
+        f"import sys; from batchsr import decode; sys.stdout.buffer.write(decode.load({str(tmp_path / 'c.jpg')!r}).icc)"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] == decode.srgb_profile()
+    assert struct.unpack(">6H", runs[0][24:36]) == decode.SRGB_PROFILE_DATE
+    assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(runs[0])))
 
 
 def test_cmyk_without_profile_is_converted_and_noted(tmp_path, random_model, run_folder):
