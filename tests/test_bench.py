@@ -2,8 +2,12 @@
 
 import json
 import math
+import sys
 
-from batchsr import bench
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import throughput as bench  # noqa: E402
 
 BASE = {
     "batchsr default x3 end to end": 6.0,

@@ -1,7 +1,7 @@
 """Throughput benchmark: batchsr's shipped models side by side with Pillow bicubic
 and OpenCV dnn_superres (ESPCN, FSRCNN), each run the way its users run it.
 
-    python -m batchsr.bench [--images 100] [--large 2] [--scale 3] [--repeat 3] [--csv PATH]
+    python benchmarks/throughput.py [--images 100] [--large 2] [--scale 3] [--repeat 3] [--csv PATH]
 
 Data: B100 (``../shared/data/bsds500/val``) degraded by the scale with the
 shared ``degrade()`` (the LR folder every method reads), and ``--large``
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SELF = str(Path(__file__).resolve())  # children run this file again
 SHARED = ROOT.parent / "shared"
 PEERS = SHARED / "peers" / "opencv_dnn_superres"
 
@@ -78,7 +79,7 @@ def _measure(cmd: list[str]) -> tuple[float, float, str]:
 
 def _wrapped(args: list[str]) -> list[str]:
     """Run ``args`` under this module's ``_wrap``, which reports the child's own peak RSS."""
-    return [sys.executable, "-m", "batchsr.bench", "_wrap", "--", *args]
+    return [sys.executable, SELF, "_wrap", "--", *args]
 
 
 def _output_pixels(folder: Path, scale: int) -> int:
@@ -154,8 +155,7 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                         _wrapped(
                             [
                                 sys.executable,
-                                "-m",
-                                "batchsr.bench",
+                                SELF,
                                 "_model_only",
                                 str(folder),
                                 e.name,
@@ -170,7 +170,7 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                 (
                     "Pillow bicubic",
                     "",
-                    _wrapped([sys.executable, "-m", "batchsr.bench", "_pillow", str(folder), str(out), str(scale)]),
+                    _wrapped([sys.executable, SELF, "_pillow", str(folder), str(out), str(scale)]),
                     False,
                 )
             )
@@ -183,8 +183,7 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                         _wrapped(
                             [
                                 sys.executable,
-                                "-m",
-                                "batchsr.bench",
+                                SELF,
                                 "_opencv",
                                 str(folder),
                                 str(out),
@@ -411,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in children:
         return children[argv[0]](argv[1:])
     ap = argparse.ArgumentParser(
-        prog="python -m batchsr.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="benchmarks/throughput.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--images", type=int, default=100, help="B100 images to use (default all 100)")
     ap.add_argument("--large", type=int, default=2, help="large images (1350x1000 LR) to add")

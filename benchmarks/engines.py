@@ -1,10 +1,10 @@
 """The local engine against the Ray engine on the same machine and the same folder.
 
-    python -m batchsr.bench_engines [--images 60] [--rounds 2] [--jobs 2] [--model default]
-    python -m batchsr.bench_engines --dispatch     # Ray Data vs plain actors, per-item cost
+    python benchmarks/engines.py [--images 60] [--rounds 2] [--jobs 2] [--model default]
+    python benchmarks/engines.py --dispatch     # Ray Data vs plain actors, per-item cost
 
 Data: the first ``--images`` B100 photos degraded by the scale (the LR folder
-of ``python -m batchsr.bench``). Each run is a fresh process doing what
+of ``python benchmarks/throughput.py``). Each run is a fresh process doing what
 ``batchsr IN OUT --engine E --no-psnr --quiet`` does (the Ray engine starts
 its own local Ray, as the CLI does without ``--ray-address``; with
 ``--ray-address`` it joins that running cluster instead), and the runs
@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SELF = str(Path(__file__).resolve())  # children run this file again
 
 
 def _child(engine: str, inp: str, out: str, jobs: str, model_name: str, address: str = "") -> int:
@@ -88,7 +89,7 @@ def _child(engine: str, inp: str, out: str, jobs: str, model_name: str, address:
 def run_engines(
     images: int, rounds: int, scale: int, jobs: int, address: str | None = None, model: str = "default"
 ) -> list[dict]:
-    from batchsr.bench import prepare
+    from throughput import prepare
 
     results = []
     with tempfile.TemporaryDirectory(prefix="batchsr-engines-") as tmp:
@@ -102,8 +103,7 @@ def run_engines(
             proc = subprocess.run(
                 [
                     sys.executable,
-                    "-m",
-                    "batchsr.bench_engines",
+                    SELF,
                     "_child",
                     engine,
                     str(folder),
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "_child":
         return _child(*argv[1:])
     ap = argparse.ArgumentParser(
-        prog="python -m batchsr.bench_engines",
+        prog="benchmarks/engines.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
