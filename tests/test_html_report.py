@@ -14,6 +14,7 @@ from PIL import Image
 from batchsr import html_report
 from batchsr.config import ASSETS_NAME, HTML_NAME, REPORT_NAME
 from batchsr.discover import Job, discover
+from batchsr.html_report import figures, stats
 from batchsr.report import CsvReport, Row
 
 SPECS = [
@@ -105,19 +106,19 @@ def test_stats_and_histogram():
         for i, g in enumerate([0.0, 0.1, 0.1, 0.35, 2.0, -0.3])
     ]
     rows.append(Row(input="x", status="error", error="boom", seconds=1.0))
-    st = html_report.run_stats(rows)
+    st = stats.run_stats(rows)
     assert (st.ok, st.failed, st.skipped, st.processed) == (6, 1, 0, 7)
     assert st.seconds == pytest.approx(4.0) and st.images_per_second == pytest.approx(7 / 4)
     assert st.mean_gain == pytest.approx(2.25 / 6)
-    bins = html_report.histogram(st.gains)
+    bins = stats.histogram(st.gains)
     assert sum(c for _, _, c in bins) == 6
     width = bins[0][1] - bins[0][0]
     assert width in (0.1, 0.2, 0.25, 0.5) and bins[0][0] <= -0.3 and bins[-1][1] > 2.0
     for g in st.gains:
         (hit,) = [b for b in bins if b[0] - 1e-9 <= g < b[1] - 1e-9]
         assert hit[2] >= 1
-    assert html_report.histogram([]) == []
-    assert [c for _, _, c in html_report.histogram([0.5, 0.5])] == [2]
+    assert stats.histogram([]) == []
+    assert [c for _, _, c in stats.histogram([0.5, 0.5])] == [2]
 
 
 def test_sample_is_bounded_deterministic_and_never_a_failure():
@@ -128,32 +129,32 @@ def test_sample_is_bounded_deterministic_and_never_a_failure():
         rows.append(
             Row(input=f"{i}.png", status=status, psnr_bicubic=30.0, psnr_model=None if gain is None else 30.0 + gain)
         )
-    picks = html_report.choose_sample(rows, 24, seed=0)
+    picks = stats.choose_sample(rows, 24, seed=0)
     assert len(picks) == 24 and len({p.number for p in picks}) == 24
     assert all(p.row.status == "ok" and rows[p.number - 1] is p.row for p in picks)
     gains = sorted((r.gain for r in rows if r.status == "ok" and r.gain is not None), reverse=True)
     assert [p.row.gain for p in picks if p.why == "largest gain"] == gains[:8]
     assert [p.row.gain for p in picks if p.why == "smallest gain"] == sorted(gains)[:8]
     assert len([p for p in picks if p.why == "random pick"]) == 8
-    assert html_report.choose_sample(rows, 24, seed=0) == picks
-    assert html_report.choose_sample(rows, 24, seed=1) != picks
-    assert html_report.choose_sample(rows, 0) == []
-    few = html_report.choose_sample(rows[:5], 24)
+    assert stats.choose_sample(rows, 24, seed=0) == picks
+    assert stats.choose_sample(rows, 24, seed=1) != picks
+    assert stats.choose_sample(rows, 0) == []
+    few = stats.choose_sample(rows[:5], 24)
     assert [p.number for p in few] == [4, 5, 3]  # every ok row, largest gain first, unmeasured last
     assert {p.why for p in few} == {"every image"}
 
 
 def test_crop_box_is_the_centre_and_stays_inside():
-    assert html_report.crop_box(100, 80, 48) == (26, 16, 74, 64)
-    assert html_report.crop_box(20, 10, 48) == (0, 0, 20, 10)
-    assert html_report.crop_box(100, 80, 48, (1.0, 0.0)) == (52, 0, 100, 48)
+    assert figures.crop_box(100, 80, 48) == (26, 16, 74, 64)
+    assert figures.crop_box(20, 10, 48) == (0, 0, 20, 10)
+    assert figures.crop_box(100, 80, 48, (1.0, 0.0)) == (52, 0, 100, 48)
 
 
 def test_bicubic_region_is_the_region_of_the_whole_bicubic():
     lr = photo(3, 61, 47)
-    box = html_report.crop_box(61, 47, 20, (0.3, 0.6))
+    box = figures.crop_box(61, 47, 20, (0.3, 0.6))
     whole = np.asarray(lr.resize((61 * 3, 47 * 3), Image.BICUBIC).crop(tuple(v * 3 for v in box)), np.int16)
-    part = np.asarray(html_report.bicubic_region(lr, box, 3), np.int16)
+    part = np.asarray(figures.bicubic_region(lr, box, 3), np.int16)
     assert part.shape == whole.shape and np.abs(part - whole).max() <= 1
 
 
@@ -216,7 +217,7 @@ def test_20000_rows_make_a_small_page_and_decode_only_the_sample(tmp_path, monke
     one = write_run(out, tmp_path / "in", [("one.png", "ok", 0.5)])[0]
     opened = []
     real_open = Image.open
-    monkeypatch.setattr(html_report.Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    monkeypatch.setattr(figures.Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
     with CsvReport(out / REPORT_NAME) as report:
         for i in range(20000):
             failed = i % 100 == 7

@@ -19,27 +19,40 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "batchsr"
 
 
+def _modules(package: Path) -> dict[str, Path]:
+    """Dotted name below ``batchsr`` -> source file; a subpackage is named by its folder."""
+    out = {}
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        if parts and parts != ("__main__",):
+            out[".".join(parts)] = path
+    return out
+
+
 def graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     """Module name -> the package modules it imports anywhere in its source."""
-    names = {p.stem for p in package.glob("*.py") if p.stem != "__main__"}
+    files = _modules(package)
     out: dict[str, set[str]] = {}
-    for name in sorted(names):
-        tree = ast.parse((package / f"{name}.py").read_text())
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
         deps: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for a in node.names:
                     parts = a.name.split(".")
                     if parts[0] == "batchsr" and len(parts) > 1:
-                        deps.add(parts[1])
+                        deps.add(".".join(parts[1:]))
             elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "batchsr":
-                parts = node.module.split(".")
-                if len(parts) > 1:
-                    deps.add(parts[1])
-                else:
-                    deps.update(a.name for a in node.names if a.name in names)
+                below = ".".join(node.module.split(".")[1:])
+                if below:
+                    deps.add(below)
+                for a in node.names:  # from batchsr[.pkg] import module
+                    candidate = f"{below}.{a.name}" if below else a.name
+                    if candidate in files:
+                        deps.add(candidate)
         deps.discard(name)
-        out[name] = {d for d in deps if d in names}
+        out[name] = {d for d in deps if d in files}
     return out
 
 
