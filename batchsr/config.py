@@ -13,7 +13,7 @@ DEFAULT_HTML_SAMPLE = 24
 # Deflate level of PNG/TIFF outputs: 1-3 are ISA-L's (encode.deflate_compressobj),
 # 0 and 4-9 stock zlib's. On B100 outputs level 2 encoded in 1.6 ms an image and
 # 3 in 2.7 ms, for files 0.4 % smaller; zlib's 6 takes several times longer for
-# files about 8 % smaller (README, "Archive runs").
+# files about 8 % smaller (docs/performance.md, "PNG and TIFF compression levels").
 DEFAULT_COMPRESSION = 2
 FORMATS = ("keep", "png", "jpg", "webp", "tiff")
 # Pillow's own decompression-bomb limit: it warns above 89 megapixels

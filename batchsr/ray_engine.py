@@ -40,7 +40,7 @@ lost node) is replaced and its images are tried once more; an image that
 kills a worker twice gets an error row like any other bad input.
 
 Why plain actors and not Ray Data's ``map_batches`` with an actor pool:
-measured on the README's 2-core machine (``python benchmarks/engines.py
+measured on a 2-core machine (docs/ray.md; ``python benchmarks/engines.py
 --dispatch``, 30 ms no-op items, one per call as images differ in size), Ray
 Data cost 26 ms per item where the ideal is 15 and plain actors fed through
 ``ray.wait`` 17, and it spent about 6 s per run planning and starting its pool.
