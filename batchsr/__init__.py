@@ -54,17 +54,10 @@ def run_folder(input, output, **options):
     from pathlib import Path
 
     from batchsr import pipeline
-    from batchsr.choice import load_choice
+    from batchsr.choice import load_for_run
     from batchsr.config import RunConfig
-    from batchsr.engine import EngineOptions
 
-    cfg = RunConfig(input=Path(input), output=Path(output), **options)
-    choice = load_choice(
-        cfg.model,
-        cfg.scale,
-        EngineOptions(providers=cfg.providers, threads=cfg.threads, device=cfg.device),
-        precision=cfg.precision,
-    )
+    choice, cfg = load_for_run(RunConfig(input=Path(input), output=Path(output), **options))
     summary = pipeline.run(cfg, choice)
     if cfg.html:
         from batchsr import html_report

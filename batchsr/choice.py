@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Callable
 
-from batchsr.engine import EngineOptions
+from batchsr.config import RunConfig
+from batchsr.engine import EngineOptions, threads_per_job
 from batchsr.estimate import Damage, DamageRule
 from batchsr.models import Model, ModelError, load, resolve
 
@@ -105,3 +106,18 @@ def cached_choice(model: str = AUTO, scale: int | None = None, precision: str = 
     """:func:`load_choice` once per (model, scale, precision), for library callers such as
     :func:`batchsr.upscale`."""
     return load_choice(model, scale, precision=precision)
+
+
+def load_for_run(cfg: RunConfig) -> tuple[Choice, RunConfig]:
+    """The run's models, opened the one way the CLI and :func:`batchsr.run_folder` both use, and
+    ``cfg`` with the scale and precision they resolved to.
+
+    Locally each of the ``--jobs`` images in flight gets its share of the cores
+    (:func:`batchsr.engine.threads_per_job`) unless ``cfg.threads`` says otherwise; for Ray
+    the session here only checks the models (each worker sizes its own). Raises ModelError
+    or EngineError with one line.
+    """
+    threads = cfg.threads or (threads_per_job(cfg.jobs) if cfg.engine == "local" else 0)
+    options = EngineOptions(providers=cfg.providers, threads=threads, device=cfg.device)
+    choice = load_choice(cfg.model, cfg.scale, options, cfg.precision)
+    return choice, replace(cfg, scale=choice.scale, precision=choice.clean.precision)

@@ -258,19 +258,15 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     logging.getLogger("batchsr").setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
-def _load_models(a, usage_exit, threads: int = 0):
-    """The run's Choice of models (both of ``--model auto``, or the one named), or a usage exit."""
-    from batchsr.choice import load_choice
+def _load_eval_model(a, usage_exit):
+    """The one model ``batchsr eval`` scores (a thread per core unless --threads), or a usage exit."""
     from batchsr.engine import EngineError, EngineOptions, parse_providers
-    from batchsr.models import ModelError
+    from batchsr.models import ModelError, load
 
     try:
         providers = parse_providers(a.providers) if a.providers else None
-        return load_choice(
-            a.model,
-            a.scale,
-            EngineOptions(providers=providers, threads=a.threads or threads, device=a.device),
-            precision=a.precision,
+        return load(
+            a.model, a.scale, EngineOptions(providers=providers, threads=a.threads, device=a.device), a.precision
         )
     except (ModelError, EngineError, ValueError) as exc:
         usage_exit(str(exc))
@@ -293,7 +289,7 @@ def cmd_eval(argv: list[str]) -> int:
             "batchsr eval scores one model; --model auto chooses per image from the input's file "
             "(benchmarks/auto_rule.py scores the choice)"
         )
-    model = _load_models(a, p.error).clean
+    model = _load_eval_model(a, p.error)
     from batchsr.evaluate import EvalError, evaluate_folder, table, write_csv
     from batchsr.tuning import tune_allocator
 
@@ -356,19 +352,22 @@ def cmd_run(argv: list[str]) -> int:
     from batchsr.distribute import EngineUnavailable
 
     _setup_logging(a.quiet, a.verbose)
-    from batchsr.engine import threads_per_job
+    from batchsr.choice import load_for_run
+    from batchsr.engine import EngineError, parse_providers
+    from batchsr.models import ModelError
     from batchsr.tuning import tune_allocator
 
     tune_allocator()  # this process is ours: keep the images' temporaries for reuse
 
-    # Local jobs share this machine's cores; a Ray worker sizes its own session.
-    choice = _load_models(a, p.error, threads_per_job(a.jobs) if a.engine == "local" else 0)
-    # The providers asked for, not this machine's pick: a Ray worker on a GPU node picks its own.
-    providers = tuple(choice.clean.engine.providers) if a.providers else None
+    try:
+        # The providers asked for, not this machine's pick: a Ray worker on a GPU node picks its own.
+        providers = parse_providers(a.providers) if a.providers else None
+    except ValueError as exc:
+        p.error(str(exc))
     cfg = RunConfig(
         input=a.input,
         output=a.output,
-        scale=choice.scale,
+        scale=a.scale,
         model=a.model,
         tile=a.tile,
         report=a.report,
@@ -388,9 +387,13 @@ def cmd_run(argv: list[str]) -> int:
         html_sample=DEFAULT_HTML_SAMPLE if a.html_sample is None else a.html_sample,
         engine=a.engine,
         ray_address=a.ray_address,
-        precision=choice.clean.precision,
+        precision=a.precision,
         device=a.device,
     )
+    try:
+        choice, cfg = load_for_run(cfg)  # the scale and precision resolved
+    except (ModelError, EngineError, ValueError) as exc:
+        p.error(str(exc))
     from batchsr.lock import Locked
     from batchsr.pipeline import Interrupted, SetupError, run
 
