@@ -32,37 +32,18 @@ _OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64)
 _INVERSE = np.linalg.inv(_FORWARD)
 
 
-def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """RGB in [0, 1] (..., 3) -> YCbCr scaled by 1/255 (..., 3), float32.
-
-    Y is in [16/255, 235/255] for in-gamut input; Cb and Cr centre on 128/255.
-    """
-    rgb = np.asarray(rgb, dtype=np.float32)
-    m = (_FORWARD / 255.0).astype(np.float32)
-    out = rgb @ m.T
-    out += (_OFFSET / 255.0).astype(np.float32)
-    return out
-
-
 def rgb_to_plane(rgb: np.ndarray, channel: int) -> np.ndarray:
-    """One channel (0 Y, 1 Cb, 2 Cr) of :func:`rgb_to_ycbcr`, without the other two."""
+    """One channel (0 Y, 1 Cb, 2 Cr) of RGB in [0, 1] (..., 3) as YCbCr scaled by 1/255, float32
+    (Y in [16/255, 235/255] for in-gamut input; Cb and Cr centre on 128/255)."""
     rgb = np.asarray(rgb, dtype=np.float32)
     out = rgb @ (_FORWARD[channel] / 255.0).astype(np.float32)
     out += np.float32(_OFFSET[channel] / 255.0)
     return out
 
 
-def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_ycbcr`: YCbCr/255 (..., 3) -> RGB in [0, 1], float32.
-
-    The result is not clipped: callers quantise with :func:`to_uint`.
-    """
-    ycc = np.asarray(ycbcr, dtype=np.float32)
-    return planes_to_rgb(ycc[..., 0], ycc[..., 1], ycc[..., 2])
-
-
 def planes_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
-    """:func:`ycbcr_to_rgb` of three (H, W) planes -> (H, W, 3), without stacking them first.
+    """The inverse of :func:`rgb_to_plane`: three YCbCr/255 (H, W) planes -> RGB in [0, 1]
+    (H, W, 3), not clipped (callers quantise with :func:`to_uint`), without stacking them first.
 
     Three fused plane sums instead of a (H*W, 3) x (3, 3) matmul: about 3x
     faster on wide bands. The one implementation of the inverse transform.
@@ -210,32 +191,9 @@ def to_uint(x: np.ndarray, bits: int = 8) -> np.ndarray:
     return t.astype(dtype)
 
 
-def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bicubic resize of one float plane to (height, width), float32, as Pillow's BICUBIC on
-    mode "F" (no 8-bit rounding): :mod:`batchsr.resample`.
-
-    Used for chroma and alpha, which the model does not see.
-    """
-    from batchsr.resample import resize
-
-    return resize(plane, width, height)
-
-
 def resize_plane_rows(plane: np.ndarray, width: int, row0: int, row1: int, scale: int) -> np.ndarray:
     """Output rows for LR rows ``row0:row1`` of the x``scale`` bicubic resize of a float
     (H, W) plane to ``width`` columns: the same rows as the whole resize's."""
     from batchsr.resample import resize_rows
 
     return resize_rows(plane, width, plane.shape[0] * scale, row0 * scale, row1 * scale)
-
-
-def merge(y_sr: np.ndarray, ycbcr_lr: np.ndarray) -> np.ndarray:
-    """Super-resolved Y (sH, sW) + low-res YCbCr (H, W, 3) -> RGB in [0, 1] (sH, sW, 3), not clipped.
-
-    Cb and Cr are upscaled bicubically: the eye resolves little chroma detail,
-    which is why the model only sees luma.
-    """
-    h, w = y_sr.shape
-    cb = resize_plane(ycbcr_lr[..., 1], w, h)
-    cr = resize_plane(ycbcr_lr[..., 2], w, h)
-    return planes_to_rgb(y_sr.astype(np.float32), cb, cr)

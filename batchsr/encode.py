@@ -199,14 +199,6 @@ def _write_png(
     f.write(_chunk(b"IEND", b""))
 
 
-def _write_png16(
-    f, u16: np.ndarray, *, exif: bytes | None, icc: bytes | None, dpi: tuple[float, float] | None, level: int
-) -> None:
-    """A 16-bit PNG from a whole uint16 (H, W, C) array (see :func:`_write_png`)."""
-    h, w, c = u16.shape
-    _write_png(f, [u16], w, h, c, 16, exif=exif, icc=icc, dpi=dpi, level=level)
-
-
 def _write_tiff(
     f,
     pixels,
@@ -367,41 +359,6 @@ def save_bands(
         image.paste(Image.fromarray(u8[..., 0] if keep == 1 else u8), (0, r0))
     save_atomic(
         image,
-        dst,
-        fmt,
-        exif=exif,
-        icc=icc,
-        dpi=dpi,
-        quality=quality,
-        png_level=png_level,
-        before_commit=before_commit,
-        before_sync=before_sync,
-    )
-
-
-def save_pixels(
-    pixels: np.ndarray,
-    bits: int,
-    dst: Path,
-    fmt: str,
-    *,
-    exif: bytes | None = None,
-    icc: bytes | None = None,
-    dpi: tuple[float, float] | None = None,
-    quality: int = 95,
-    png_level: int = 6,
-    before_commit: Callable[[os.stat_result], None] | None = None,
-    before_sync: Callable[[], None] | None = None,
-) -> None:
-    """Write whole float (H, W, C) pixels in [0, 1] to ``dst`` as ``fmt``, atomically:
-    :func:`save_bands` with a single band (16-bit stays 16-bit in PNG and TIFF)."""
-    h, w, c = pixels.shape
-    save_bands(
-        [(0, h, pixels)],
-        w,
-        h,
-        c,
-        bits,
         dst,
         fmt,
         exif=exif,

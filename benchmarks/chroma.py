@@ -29,12 +29,13 @@ from batchsr.degrade import blur, gaussian_kernel  # noqa: E402
 
 def chroma_smoothed(lr: np.ndarray, scale: int, sigma: float) -> np.ndarray:
     """Bicubic upscale of ``lr`` whose Cb/Cr were blurred by ``sigma`` LR pixels first."""
-    ycc = color.rgb_to_ycbcr(lr.astype(np.float32) / 255.0)
+    rgb = lr.astype(np.float32) / 255.0
+    ycc = np.stack([color.rgb_to_plane(rgb, c) for c in range(3)], -1)
     if sigma > 0:
         ycc[..., 1:] = blur(ycc[..., 1:], gaussian_kernel(sigma, sigma))
     h, w = lr.shape[:2]
     planes = [np.asarray(Image.fromarray(ycc[..., c]).resize((w * scale, h * scale), Image.BICUBIC)) for c in range(3)]
-    return color.to_uint(color.ycbcr_to_rgb(np.stack(planes, axis=-1)), 8)
+    return color.to_uint(color.planes_to_rgb(*planes), 8)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ import pytest
 from conftest import photo
 from imgfactory import exif_with, png_header_only
 from PIL import Image, ImageFile, TiffImagePlugin
+from writes import save_whole
 
-from batchsr import decode, encode
+from batchsr import decode
 
 # ---------------------------------------------------------------- malformed EXIF
 
@@ -157,7 +158,7 @@ def test_malformed_exif_never_costs_the_image(tmp_path, name):
     dpi = (pic.dpi[0] * 4, pic.dpi[1] * 4) if pic.dpi else None
     for fmt, suffix in (("JPEG", "jpg"), ("PNG", "png"), ("TIFF", "tif")):
         out = tmp_path / f"out.{suffix}"
-        encode.save_pixels(pic.pixels, pic.bits, out, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi)
+        save_whole(pic.pixels, pic.bits, out, fmt, exif=pic.exif, icc=pic.icc, dpi=dpi)
         with Image.open(out) as im:
             im.load()
             assert im.size == (pic.width, pic.height)

@@ -9,8 +9,9 @@ import tifffile
 from conftest import photo
 from imgfactory import cmyk_profile, exif_with, marker_image, png16, stored_for
 from PIL import Image, ImageCms
+from writes import save_whole
 
-from batchsr import atomic, decode, encode, formats
+from batchsr import decode, formats
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -145,9 +146,7 @@ def test_16bit_png_output_is_a_valid_png(tmp_path):
     # Pillow decodes our 16-bit writer's output (Sub filter, metadata chunks) to its high bytes.
     a = _deep(3, 17, 23, 3)
     dst = tmp_path / "w.png"
-    encode.save_pixels(
-        a.astype(np.float32) / 65535, 16, dst, "PNG", icc=SRGB, dpi=(150, 150), exif=exif_with().tobytes()
-    )
+    save_whole(a.astype(np.float32) / 65535, 16, dst, "PNG", icc=SRGB, dpi=(150, 150), exif=exif_with().tobytes())
     with Image.open(dst) as im:
         assert im.mode == "RGB" and np.array_equal(np.asarray(im), (a >> 8).astype(np.uint8))
         assert im.info["icc_profile"] == SRGB and im.info["dpi"] == pytest.approx((150, 150), abs=0.02)
@@ -157,9 +156,7 @@ def test_16bit_png_output_is_a_valid_png(tmp_path):
 def test_16bit_tiff_output_carries_metadata(tmp_path):
     a = _deep(4, 17, 23, 3)
     dst = tmp_path / "w.tif"
-    encode.save_pixels(
-        a.astype(np.float32) / 65535, 16, dst, "TIFF", icc=SRGB, dpi=(150, 150), exif=exif_with().tobytes()
-    )
+    save_whole(a.astype(np.float32) / 65535, 16, dst, "TIFF", icc=SRGB, dpi=(150, 150), exif=exif_with().tobytes())
     assert np.array_equal(tifffile.imread(dst), a)
     with Image.open(dst) as im:
         assert im.info["icc_profile"] == SRGB and im.info["dpi"] == pytest.approx((150, 150))
@@ -359,7 +356,7 @@ def test_16bit_colour_orientation_is_applied(tmp_path):
     stored = np.ascontiguousarray(np.rot90(upright, 1))  # what orientation 6 (turn clockwise) displays upright
     p = tmp_path / "o.png"
     ex = exif_with(6)
-    atomic.write_atomic(p, lambda f: encode._write_png16(f, stored, exif=ex.tobytes(), icc=None, dpi=None, level=1))
+    save_whole(stored.astype(np.float32) / 65535, 16, p, "PNG", exif=ex.tobytes())
     pic = decode.load(p)
     assert pic.bits == 16
     assert np.array_equal(np.rint(pic.pixels * 65535).astype(np.uint16), upright)

@@ -12,8 +12,9 @@ import pytest
 from conftest import photo
 from imgfactory import exif_with
 from PIL import Image
+from writes import save_whole
 
-from batchsr import decode, encode
+from batchsr import decode
 
 
 def _run_threads(n: int, work) -> tuple[list[threading.Thread], list[BaseException]]:
@@ -126,7 +127,7 @@ def test_writes_never_open_the_umask(tmp_path, monkeypatch):
 
     def work(i):
         for k in range(5):
-            encode.save_pixels(px, 8, tmp_path / f"{i}-{k}.png", "PNG")
+            save_whole(px, 8, tmp_path / f"{i}-{k}.png", "PNG")
 
     threads, errors = _run_threads(4, work)
     for t in threads:
