@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -271,72 +272,86 @@ def _write_tiff(
         f.write(s)
 
 
+@dataclass(frozen=True)
+class Metadata:
+    """What travels from the input to its output file: EXIF (orientation already reset), the ICC
+    profile and the resolution (already multiplied by the scale, so the print size stays)."""
+
+    exif: bytes | None = None
+    icc: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How an output is encoded: its Pillow format, the quality of the lossy ones and the deflate
+    level of PNG and TIFF (``--quality``, ``--compression``)."""
+
+    format: str
+    quality: int = 95
+    level: int = 6
+
+
 def save_atomic(
     image: Image.Image,
     dst: Path,
-    fmt: str,
-    *,
-    exif: bytes | None = None,
-    icc: bytes | None = None,
-    dpi: tuple[float, float] | None = None,
-    quality: int = 95,
-    png_level: int = 6,
+    encoding: Encoding,
+    metadata: Metadata = Metadata(),
     before_commit: Callable[[os.stat_result], None] | None = None,
     before_sync: Callable[[], None] | None = None,
 ) -> None:
-    """Write a Pillow image to ``dst`` atomically (see :func:`write_atomic`)."""
-    kw: dict = {}
-    if exif and fmt in METADATA_FORMATS:
-        kw["exif"] = exif
-    if icc and fmt in METADATA_FORMATS:
-        kw["icc_profile"] = icc
-    if dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
-        kw["dpi"] = dpi
+    """Write a Pillow image to ``dst`` atomically (see :func:`batchsr.atomic.write_atomic`)."""
+    fmt, kw = encoding.format, {}
+    if metadata.exif and fmt in METADATA_FORMATS:
+        kw["exif"] = metadata.exif
+    if metadata.icc and fmt in METADATA_FORMATS:
+        kw["icc_profile"] = metadata.icc
+    if metadata.dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
+        kw["dpi"] = metadata.dpi
     if fmt in LOSSY:
-        kw["quality"] = quality
+        kw["quality"] = encoding.quality
     if fmt == "JPEG":
         kw["subsampling"] = 0  # 4:4:4: do not blur the chroma we just upscaled
     if fmt == "PNG":
-        kw["compress_level"] = png_level
+        kw["compress_level"] = encoding.level
     write_atomic(Path(dst), lambda f: image.save(f, format=fmt, **kw), before_commit, before_sync)
 
 
 def save_bands(
     bands: Iterable[tuple[int, int, np.ndarray]],
-    width: int,
-    height: int,
-    channels: int,
+    shape: tuple[int, int, int],
     bits: int,
     dst: Path,
-    fmt: str,
-    *,
-    exif: bytes | None = None,
-    icc: bytes | None = None,
-    dpi: tuple[float, float] | None = None,
-    quality: int = 95,
-    png_level: int = 6,
+    encoding: Encoding,
+    metadata: Metadata = Metadata(),
     before_commit: Callable[[os.stat_result], None] | None = None,
     before_sync: Callable[[], None] | None = None,
 ) -> None:
-    """Write an image arriving as row bands ``(row0, row1, (rows, W, C))``, atomically: float in
-    [0, 1], or uint8 already quantised for an 8-bit output (``upscaling.upscale_bands(bits=8)``).
+    """Write an image of ``shape`` (height, width, channels) arriving as row bands ``(row0,
+    row1, (rows, W, C))``, atomically: float in [0, 1], or uint8 already quantised for an 8-bit
+    output (``upscaling.upscale_bands(bits=8)``); ``bits`` is the input's depth.
 
-    ``png_level`` is the zlib level of PNG and TIFF. PNG and TIFF are encoded as
-    the bands arrive (16-bit input stays 16-bit in them), so neither the float
-    nor the integer image is ever whole in memory. JPEG, WebP and BMP encoders need the whole picture: the bands are
-    pasted into one 8-bit Pillow image first. Any exception from the bands
-    (a model-output check) aborts the write and leaves no file.
+    PNG and TIFF are encoded as the bands arrive (16-bit input stays 16-bit in them), so
+    neither the float nor the integer image is ever whole in memory. JPEG, WebP and BMP
+    encoders need the whole picture: the bands are pasted into one 8-bit Pillow image first.
+    Any exception from the bands (a model-output check) aborts the write and leaves no file.
+    ``before_commit`` and ``before_sync`` are :func:`batchsr.atomic.write_atomic`'s.
     """
     from batchsr.color import to_uint
 
-    exif = _exif_for(exif, width, height)
+    height, width, channels = shape
+    fmt = encoding.format
+    exif = _exif_for(metadata.exif, width, height)
+    icc, dpi = metadata.icc, metadata.dpi
     if fmt in DEEP_FORMATS:
         out_bits = 16 if bits == 16 else 8
         ints = (to_uint(band, out_bits) for _, _, band in bands)
 
         def write(f) -> None:
             if fmt == "PNG":
-                _write_png(f, ints, width, height, channels, out_bits, exif=exif, icc=icc, dpi=dpi, level=png_level)
+                _write_png(
+                    f, ints, width, height, channels, out_bits, exif=exif, icc=icc, dpi=dpi, level=encoding.level
+                )
             else:
                 _write_tiff(
                     f,
@@ -344,8 +359,8 @@ def save_bands(
                     exif=exif,
                     icc=icc,
                     dpi=dpi,
-                    level=png_level,
-                    shape=(height, width, channels),
+                    level=encoding.level,
+                    shape=shape,
                     bits=out_bits,
                 )
 
@@ -357,15 +372,4 @@ def save_bands(
     for r0, _, band in bands:
         u8 = to_uint(band[..., :keep], 8)
         image.paste(Image.fromarray(u8[..., 0] if keep == 1 else u8), (0, r0))
-    save_atomic(
-        image,
-        dst,
-        fmt,
-        exif=exif,
-        icc=icc,
-        dpi=dpi,
-        quality=quality,
-        png_level=png_level,
-        before_commit=before_commit,
-        before_sync=before_sync,
-    )
+    save_atomic(image, dst, encoding, Metadata(exif, icc, dpi), before_commit, before_sync)

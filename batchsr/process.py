@@ -118,17 +118,11 @@ def process(
         bits = 16 if pic.bits == 16 and fmt in formats.DEEP_FORMATS else 8
         encode.save_bands(
             _until(stop, upscale_bands(pic.pixels, model, cfg.tile, bits)),
-            row.out_width,
-            row.out_height,
-            pic.pixels.shape[2],
+            (row.out_height, row.out_width, pic.pixels.shape[2]),
             pic.bits,
             dst,
-            fmt,
-            exif=pic.exif,
-            icc=pic.icc,
-            dpi=dpi,
-            quality=cfg.quality,
-            png_level=cfg.compression,
+            encode.Encoding(fmt, cfg.quality, cfg.compression),
+            encode.Metadata(pic.exif, pic.icc, dpi),
             before_commit=commit,
             before_sync=slot.release if slot else None,
         )

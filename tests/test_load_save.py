@@ -96,17 +96,17 @@ def test_pixel_limit(tmp_path):
 
 def test_save_atomic_replaces_and_leaves_no_temporaries(tmp_path):
     dst = tmp_path / "sub" / "x.png"
-    encode.save_atomic(photo(5, 8, 8), dst, "PNG")
-    encode.save_atomic(photo(6, 8, 8), dst, "PNG")
+    encode.save_atomic(photo(5, 8, 8), dst, encode.Encoding("PNG"))
+    encode.save_atomic(photo(6, 8, 8), dst, encode.Encoding("PNG"))
     assert [p.name for p in dst.parent.iterdir()] == ["x.png"]
     assert np.array_equal(np.asarray(Image.open(dst)), np.asarray(photo(6, 8, 8)))
 
 
 def test_save_atomic_failure_keeps_the_old_file(tmp_path):
     dst = tmp_path / "x.png"
-    encode.save_atomic(photo(7, 8, 8), dst, "PNG")
+    encode.save_atomic(photo(7, 8, 8), dst, encode.Encoding("PNG"))
     before = dst.read_bytes()
     with pytest.raises(OSError):
-        encode.save_atomic(Image.new("I;16", (4, 4)), dst, "JPEG")  # JPEG cannot hold I;16
+        encode.save_atomic(Image.new("I;16", (4, 4)), dst, encode.Encoding("JPEG"))  # JPEG cannot hold I;16
     assert dst.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]

@@ -12,6 +12,7 @@ from batchsr import encode
 
 def save_whole(pixels: np.ndarray, bits: int, dst: Path, fmt: str, **metadata) -> None:
     """Float (H, W, C) pixels in [0, 1] written to ``dst`` as ``fmt`` by :func:`encode.save_bands`
-    in one band (16-bit stays 16-bit in PNG and TIFF); ``metadata``: its exif, icc, dpi, quality."""
-    h, w, c = pixels.shape
-    encode.save_bands([(0, h, pixels)], w, h, c, bits, Path(dst), fmt, **metadata)
+    in one band (16-bit stays 16-bit in PNG and TIFF); ``metadata``: exif, icc, dpi."""
+    encode.save_bands(
+        [(0, pixels.shape[0], pixels)], pixels.shape, bits, Path(dst), encode.Encoding(fmt), encode.Metadata(**metadata)
+    )
