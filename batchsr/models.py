@@ -14,12 +14,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from batchsr.engine import Engine, EngineError, EngineOptions, available_providers, choose_providers
 from batchsr.precision import choose_precision, cpu_flags
 
-_PACKAGE_DIR = Path(__file__).resolve().parent / "_models"
+# An installed wheel carries the models as package data (pyproject: force-include models ->
+# batchsr/_models); a clone has them in models/ beside the package. Wheels install unzipped,
+# so the package's resource folder is a real path that onnxruntime and Ray can read.
+_PACKAGE_DIR = Path(str(resources.files("batchsr") / "_models"))
 _SOURCE_DIR = Path(__file__).resolve().parent.parent / "models"
 MANIFEST = "manifest.json"
 REQUIRED_METADATA = ("scale", "receptive_radius")

@@ -18,6 +18,7 @@ from PIL import Image
 
 from batchsr.color import rgb_to_y
 from batchsr.degrade import degrade, degrade_realistic
+from batchsr.formats import IMAGE_SUFFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -44,7 +45,6 @@ def resolve_dir(d: str | Path) -> Path:
 
 
 FORBIDDEN = ("bsds500/val", "benchmarks")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
 def list_images(dirs) -> list[Path]:
