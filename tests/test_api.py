@@ -1,7 +1,7 @@
 """The library API: batchsr.upscale and batchsr.run_folder."""
 
 import numpy as np
-from conftest import photo
+from helpers import photo
 
 import batchsr
 from batchsr.report import read_rows

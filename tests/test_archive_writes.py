@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, photo
+from helpers import ROOT, photo
 
 from batchsr import pipeline
 from batchsr.config import ASSETS_NAME, HTML_NAME, REPORT_NAME, RunConfig

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imgfactory import damaged_photos
+from helpers.images import damaged_photos
 from PIL import Image
 
 from batchsr import choice as C
@@ -120,7 +120,7 @@ def test_eval_scores_one_model_and_refuses_auto(tmp_path, capsys):
 
 
 def test_the_page_counts_the_damaged_and_names_each_images_model(shared, tmp_path):
-    from html_pages import Page
+    from helpers.pages import Page
 
     inp = damaged_folder(shared, tmp_path)
     assert main([str(inp), str(tmp_path / "out"), "--html", "--quiet", *FP32]) == 0

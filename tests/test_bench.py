@@ -4,7 +4,7 @@ import json
 import math
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import throughput as bench  # noqa: E402

@@ -1,8 +1,8 @@
 """``batchsr INPUT OUTPUT --html`` and ``batchsr report OUTPUT`` end to end (random model, no browser)."""
 
 import pytest
-from conftest import photo
-from html_pages import Page
+from helpers import photo
+from helpers.pages import Page
 
 import batchsr
 from batchsr.cli import main

@@ -6,10 +6,10 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import photo
-from imgfactory import exif_with, png_header_only
+from helpers import photo
+from helpers.images import exif_with, png_header_only
+from helpers.writes import save_whole
 from PIL import Image, ImageFile, TiffImagePlugin
-from writes import save_whole
 
 from batchsr import decode
 

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from conftest import photo
+from helpers import photo
 
 from batchsr.discover import Job, Skip, discover
 from batchsr.formats import sniff

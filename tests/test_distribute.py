@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import photo
+from helpers import photo
 
 from batchsr.cli import main
 from batchsr.distribute import LocalDistributor

@@ -36,7 +36,7 @@ def test_eval_bad_folders_are_one_line_errors(tmp_path, content, message):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     if content is not None:
         (tmp_path / "a.png").write_bytes(content)

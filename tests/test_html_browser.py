@@ -6,9 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-from browser import ensure_chromium, pixels, render
-from conftest import photo
-from html_pages import Page
+from helpers import photo
+from helpers.browser import ensure_chromium, pixels, render
+from helpers.pages import Page
 
 from batchsr.cli import main
 from batchsr.config import HTML_NAME, REPORT_NAME

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import photo
-from html_pages import Page, write_run
+from helpers import photo
+from helpers.pages import Page, write_run
 from PIL import Image
 
 from batchsr import html_report

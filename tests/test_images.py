@@ -6,10 +6,10 @@ import struct
 import numpy as np
 import pytest
 import tifffile
-from conftest import photo
-from imgfactory import cmyk_profile, exif_with, marker_image, png16, stored_for
+from helpers import photo
+from helpers.images import cmyk_profile, exif_with, marker_image, png16, stored_for
+from helpers.writes import save_whole
 from PIL import Image, ImageCms
-from writes import save_whole
 
 from batchsr import decode, formats
 

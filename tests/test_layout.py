@@ -5,7 +5,7 @@ import pkgutil
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 import batchsr
 

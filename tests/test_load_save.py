@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import photo
+from helpers import photo
 from PIL import Image, ImageCms
 
 from batchsr import decode, encode

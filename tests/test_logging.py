@@ -10,7 +10,7 @@ import sys
 import termios
 import time
 
-from conftest import ROOT, photo
+from helpers import ROOT, photo
 
 
 def _folder(inp):

@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from onnx_factory import conv_net
+from helpers.onnx_models import conv_net
 from PIL import Image
 
 from batchsr import models

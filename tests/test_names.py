@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import photo
+from helpers import photo
 from PIL import Image
 
 from batchsr.atomic import TMP_SUFFIX, write_atomic

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, photo
+from helpers import ROOT, photo
 from PIL import Image
 
 from batchsr.report import read_rows

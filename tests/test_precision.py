@@ -3,7 +3,7 @@ tested here on made-up CPUs), tiling stays exact in int8, and the report says wh
 
 import numpy as np
 import pytest
-from conftest import photo
+from helpers import photo
 
 from batchsr import models, upscaling
 from batchsr.precision import INT8_FLAGS, choose_precision, cpu_flags

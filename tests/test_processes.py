@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, photo
+from helpers import ROOT, photo
+from helpers.processes import done_lines, wait_for
 from PIL import Image
-from processes import done_lines, wait_for
 
 from batchsr.lock import LOCK_NAME
 from batchsr.report import read_rows

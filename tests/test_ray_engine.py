@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
-from conftest import ROOT, photo
-from imgfactory import damaged_photos, png16
+from helpers import ROOT, photo
+from helpers.images import damaged_photos, png16
+from helpers.processes import done_lines, wait_for
 from PIL import Image
-from processes import done_lines, wait_for
 
 from batchsr import pipeline, ray_engine
 from batchsr.cli import main

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import photo
-from imgfactory import png_header_only
+from helpers import photo
+from helpers.images import png_header_only
+from helpers.onnx_models import conv_net
 from onnx import numpy_helper
-from onnx_factory import conv_net
 from PIL import Image
 
 from batchsr import cli, decode, pipeline
@@ -88,7 +88,7 @@ def test_bad_input_never_stops_the_batch(tmp_path, random_model, run_folder, den
 def test_cli_bad_input_gives_one_line_reasons_and_no_traceback(tmp_path, random_model_path):
     import subprocess
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     _bad_inputs(tmp_path / "in")
     r = subprocess.run(
@@ -389,7 +389,6 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
     fails instead of hanging.
     """
     import os
-    import sys
     import threading
 
     from PIL import Image
@@ -410,12 +409,9 @@ def test_an_image_waiting_for_its_fsync_lets_the_next_one_compute(tmp_path, rand
     real_acquire, real_release = process.ComputeSlot.acquire, process.ComputeSlot.release
 
     def fsync(fd):
-        # Only the images' outputs wait (written by workers), not the driver's own files.
-        if (
-            sys._getframe(1).f_code.co_name == "write_atomic"
-            and threading.current_thread() is not threading.main_thread()
-            and not third_computing.wait(30)
-        ):
+        # Only the images' outputs wait: workers fsync nothing else; the driver (the main
+        # thread) writes its own files.
+        if threading.current_thread() is not threading.main_thread() and not third_computing.wait(30):
             failures.append("an fsync waited for a third image that never started computing")
         real_fsync(fd)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, photo
+from helpers import ROOT, photo
 from PIL import Image
 
 from batchsr.cli import main

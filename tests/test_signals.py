@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, photo
+from helpers import ROOT, photo
 
 from batchsr.lock import LOCK_NAME
 from batchsr.report import read_rows

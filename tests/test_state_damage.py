@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from PIL import Image
 
 from batchsr.report import read_rows

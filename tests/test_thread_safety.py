@@ -9,10 +9,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import photo
-from imgfactory import exif_with
+from helpers import photo
+from helpers.images import exif_with
+from helpers.writes import save_whole
 from PIL import Image
-from writes import save_whole
 
 from batchsr import decode
 

@@ -212,7 +212,7 @@ def test_command_line_trains_and_exports(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     out = tmp_path / "cli_x2.onnx"
     p = subprocess.run(

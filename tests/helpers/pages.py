@@ -5,11 +5,11 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
-from conftest import photo
 from PIL import Image
 
 from batchsr.config import REPORT_NAME
 from batchsr.report import CsvReport, Row
+from helpers import photo
 
 
 class Page(HTMLParser):
