@@ -82,6 +82,11 @@ def _wrapped(args: list[str]) -> list[str]:
     return [sys.executable, SELF, "_wrap", "--", *args]
 
 
+def _batchsr(folder: Path, out: Path, model: str, scale: int, *extra: str) -> list[str]:
+    """The command line of a batchsr run, as its users type it."""
+    return [sys.executable, "-m", "batchsr", str(folder), str(out), "--model", model, "--scale", str(scale), *extra]
+
+
 def _output_pixels(folder: Path, scale: int) -> int:
     from PIL import Image
 
@@ -129,22 +134,7 @@ def run_bench(images: int, large: int, scale: int, threads: int | None, repeat: 
                     (
                         label + " end to end",
                         "",
-                        _wrapped(
-                            [
-                                sys.executable,
-                                "-m",
-                                "batchsr",
-                                str(folder),
-                                str(out),
-                                "--model",
-                                e.name,
-                                "--scale",
-                                str(e.scale),
-                                "--no-psnr",
-                                "--quiet",
-                                *tflag,
-                            ]
-                        ),
+                        _wrapped(_batchsr(folder, out, e.name, e.scale, "--no-psnr", "--quiet", *tflag)),
                         False,
                     )
                 )
@@ -332,22 +322,7 @@ def memory_bench(scale: int, jobs: int) -> list[dict]:
                     big.save(folder / f"scan{suffix}", **({"quality": 92} if suffix == ".jpg" else {}))
                 out = Path(tmp) / f"out_{w}x{h}{suffix}"
                 wall, rss, _ = _measure(
-                    _wrapped(
-                        [
-                            sys.executable,
-                            "-m",
-                            "batchsr",
-                            str(folder),
-                            str(out),
-                            "--model",
-                            "default",
-                            "--scale",
-                            str(scale),
-                            "--jobs",
-                            str(jobs),
-                            "--quiet",
-                        ]
-                    )
+                    _wrapped(_batchsr(folder, out, "default", scale, "--jobs", str(jobs), "--quiet"))
                 )
                 rows.append(
                     {
