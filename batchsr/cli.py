@@ -313,13 +313,22 @@ def cmd_eval(argv: list[str]) -> int:
 def cmd_models(argv: list[str]) -> int:
     p = Parser(prog="batchsr models", description="List the shipped models.")
     p.parse_args(argv)
+    from batchsr.choice import AUTO, CLEAN, DAMAGED
     from batchsr.models import ModelError, shipped
 
     try:
-        for e in shipped():
-            print(f"{e.name:10s} x{e.scale}  {e.path.name}")
+        entries = shipped()
     except ModelError as exc:
         p.error(str(exc))
+    for e in entries:
+        int8 = f"  (int8: {e.int8.path.name})" if e.int8 else ""
+        print(f"{e.name:10s} x{e.scale}  {e.path.name}{int8}")
+    scales = sorted({e.scale for e in entries if e.name == CLEAN} & {e.scale for e in entries if e.name == DAMAGED})
+    if scales:
+        print(
+            f"{AUTO:10s} {' '.join(f'x{s}' for s in scales)}  the default: {DAMAGED} for damaged inputs, "
+            f"{CLEAN} for the others"
+        )
     return EXIT_OK
 
 

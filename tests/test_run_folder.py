@@ -184,5 +184,10 @@ def test_help_does_not_import_heavy_modules():
 
 
 def test_models_command_lists_shipped(capsys):
+    from batchsr.models import shipped
+
     assert main(["models"]) == 0
-    assert "default" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(shipped()) + 1
+    assert lines[0].split()[:3] == ["default", "x2", "default_x2.onnx"] and "default_x2_int8.onnx" in lines[0]
+    assert lines[-1].startswith("auto       x2 x3 x4  the default: photo for damaged inputs")
