@@ -16,9 +16,9 @@ from functools import lru_cache
 from typing import Callable
 
 from batchsr.config import RunConfig
-from batchsr.engine import EngineOptions, threads_per_job
 from batchsr.estimate import Damage, DamageRule
 from batchsr.models import Model, ModelError, load, resolve
+from batchsr.session import SessionOptions, threads_per_job
 
 AUTO = "auto"
 CLEAN, DAMAGED = "default", "photo"  # the shipped models auto chooses between
@@ -78,7 +78,7 @@ class Choice:
 
 
 def load_choice(
-    model: str = AUTO, scale: int | None = None, options: EngineOptions = EngineOptions(), precision: str = "fp32"
+    model: str = AUTO, scale: int | None = None, options: SessionOptions = SessionOptions(), precision: str = "fp32"
 ) -> Choice:
     """The run's Choice for ``--model``: ``auto`` loads both shipped models of the scale (default
     3), anything else (a name, an ONNX path) that one model alone. Raises ModelError with one line."""
@@ -113,11 +113,11 @@ def load_for_run(cfg: RunConfig) -> tuple[Choice, RunConfig]:
     ``cfg`` with the scale and precision they resolved to.
 
     Locally each of the ``--jobs`` images in flight gets its share of the cores
-    (:func:`batchsr.engine.threads_per_job`) unless ``cfg.threads`` says otherwise; for Ray
+    (:func:`batchsr.session.threads_per_job`) unless ``cfg.threads`` says otherwise; for Ray
     the session here only checks the models (each worker sizes its own). Raises ModelError
-    or EngineError with one line.
+    or SessionError with one line.
     """
     threads = cfg.threads or (threads_per_job(cfg.jobs) if cfg.engine == "local" else 0)
-    options = EngineOptions(providers=cfg.providers, threads=threads, device=cfg.device)
+    options = SessionOptions(providers=cfg.providers, threads=threads, device=cfg.device)
     choice = load_choice(cfg.model, cfg.scale, options, cfg.precision)
     return choice, replace(cfg, scale=choice.scale, precision=choice.clean.precision)

@@ -260,15 +260,15 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
 
 def _load_eval_model(a, usage_exit):
     """The one model ``batchsr eval`` scores (a thread per core unless --threads), or a usage exit."""
-    from batchsr.engine import EngineError, EngineOptions, parse_providers
     from batchsr.models import ModelError, load
+    from batchsr.session import SessionError, SessionOptions, parse_providers
 
     try:
         providers = parse_providers(a.providers) if a.providers else None
         return load(
-            a.model, a.scale, EngineOptions(providers=providers, threads=a.threads, device=a.device), a.precision
+            a.model, a.scale, SessionOptions(providers=providers, threads=a.threads, device=a.device), a.precision
         )
-    except (ModelError, EngineError, ValueError) as exc:
+    except (ModelError, SessionError, ValueError) as exc:
         usage_exit(str(exc))
 
 
@@ -362,8 +362,8 @@ def cmd_run(argv: list[str]) -> int:
 
     _setup_logging(a.quiet, a.verbose)
     from batchsr.choice import load_for_run
-    from batchsr.engine import EngineError, parse_providers
     from batchsr.models import ModelError
+    from batchsr.session import SessionError, parse_providers
     from batchsr.tuning import tune_allocator
 
     tune_allocator()  # this process is ours: keep the images' temporaries for reuse
@@ -401,7 +401,7 @@ def cmd_run(argv: list[str]) -> int:
     )
     try:
         choice, cfg = load_for_run(cfg)  # the scale and precision resolved
-    except (ModelError, EngineError, ValueError) as exc:
+    except (ModelError, SessionError, ValueError) as exc:
         p.error(str(exc))
     from batchsr.lock import Locked
     from batchsr.pipeline import Interrupted, SetupError, run

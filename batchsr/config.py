@@ -63,7 +63,7 @@ class RunConfig:
     ray_address: str | None = None
     # The model build: "fp32", "int8", or "auto" (batchsr.precision.choose_precision).
     precision: str = "auto"
-    device: int | None = None  # GPU index for CUDA and the other GPU providers (engine.provider_options)
+    device: int | None = None  # GPU index for CUDA and the other GPU providers (session.provider_options)
 
     @property
     def report_path(self) -> Path:

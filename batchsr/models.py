@@ -17,8 +17,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from batchsr.engine import Engine, EngineError, EngineOptions, available_providers, choose_providers
 from batchsr.precision import choose_precision, cpu_flags
+from batchsr.session import Session, SessionError, SessionOptions, available_providers, choose_providers
 
 # An installed wheel carries the models as package data (pyproject: force-include models ->
 # batchsr/_models); a clone has them in models/ beside the package. Wheels install unzipped,
@@ -115,7 +115,7 @@ class Model:
     name: str
     scale: int
     radius: int
-    engine: Engine
+    session: Session
     metadata: dict
     sha256: str
     source: Path | None = None  # the file it was opened from (None: from bytes)
@@ -131,9 +131,12 @@ class Model:
 
 
 def load(
-    model: str = "default", scale: int | None = None, options: EngineOptions = EngineOptions(), precision: str = "fp32"
+    model: str = "default",
+    scale: int | None = None,
+    options: SessionOptions = SessionOptions(),
+    precision: str = "fp32",
 ) -> Model:
-    """Resolve, verify and open a model. Raises ModelError (or EngineError) with one line.
+    """Resolve, verify and open a model. Raises ModelError (or SessionError) with one line.
 
     ``precision`` auto picks the int8 build where :func:`batchsr.precision.choose_precision`
     says it pays on this machine (a file passed by path is always what it is).
@@ -154,7 +157,7 @@ def load(
     return _open(entry.path, str(entry.path), entry.name, digest, scale, options)
 
 
-def from_bytes(data: bytes, name: str, sha256: str, options: EngineOptions = EngineOptions()) -> Model:
+def from_bytes(data: bytes, name: str, sha256: str, options: SessionOptions = SessionOptions()) -> Model:
     """Open a model from its file's bytes, e.g. on a cluster node that lacks the file.
 
     Raises ModelError unless the bytes hash to ``sha256``, so every node runs
@@ -166,9 +169,9 @@ def from_bytes(data: bytes, name: str, sha256: str, options: EngineOptions = Eng
     return _open(data, f"model {name}", name, digest, None, options)
 
 
-def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | None, options: EngineOptions) -> Model:
-    engine = Engine(source, options)
-    meta = engine.metadata
+def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | None, options: SessionOptions) -> Model:
+    session = Session(source, options)
+    meta = session.metadata
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
         raise ModelError(
@@ -180,7 +183,7 @@ def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | 
         raise ModelError(f"{what} has malformed batchsr metadata") from None
     if scale and model_scale != scale:
         raise ModelError(f"{what} is an x{model_scale} model, but --scale {scale} was asked for")
-    return Model(name, model_scale, radius, engine, meta, digest, source if isinstance(source, Path) else None)
+    return Model(name, model_scale, radius, session, meta, digest, source if isinstance(source, Path) else None)
 
 
 @lru_cache(maxsize=8)
@@ -189,4 +192,4 @@ def cached(model: str = "default", scale: int | None = None, precision: str = "f
     return load(model, scale, precision=precision)
 
 
-__all__ = ["EngineError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "cached", "resolve", "shipped"]
+__all__ = ["SessionError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "cached", "resolve", "shipped"]

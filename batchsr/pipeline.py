@@ -178,7 +178,7 @@ def _up_to_date_row(job: Job, output: Path, choice: Choice, entry: dict) -> Row:
         status=SKIPPED,
         scale=choice.scale,
         model=carried.pop("model", choice.label),
-        providers=choice.clean.engine.ran_on,
+        providers=choice.clean.session.ran_on,
         notes=notes,
         **carried,
     )
@@ -445,7 +445,7 @@ def _locked_run(cfg: RunConfig, choice: Choice, on_row, held: RunLock) -> tuple[
             n_jobs,
             models,
             choice.clean.metadata.get("arch", "?"),
-            choice.clean.engine.ran_on,
+            choice.clean.session.ran_on,
         )
         summary = Summary(found=sum(_found(i) for i, _ in items), model=choice.label)
 

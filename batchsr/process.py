@@ -85,7 +85,7 @@ def process(
     dst = Path(output_root) / job.rel
     clean = choice.clean
     row = Row(
-        input=str(job.src), output=str(dst), scale=choice.scale, model=choice.label, providers=clean.engine.ran_on
+        input=str(job.src), output=str(dst), scale=choice.scale, model=choice.label, providers=clean.session.ran_on
     )
     notes = list(job.notes)
     t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def _choose(choice: Choice, pic: decode.Picture, row: Row, notes: list[str], col
         except Exception as exc:  # an estimate must never cost the image
             notes.append(f"damage estimate failed ({type(exc).__name__})")
     model, seen = choice.pick(damage)
-    row.model, row.providers = model.label, model.engine.ran_on
+    row.model, row.providers = model.label, model.session.ran_on
     if seen:
         notes.append(f"{model.name} chosen for {seen}")
     return model

@@ -15,7 +15,7 @@ so outputs, rows and atomic writes cannot differ.
   (``runtime_env={"py_modules": [...]}``), and each worker's code fingerprint
   is compared with the driver's, so every node runs the driver's code.
 - Each actor reserves ``--threads`` CPUs (default 2; its ``--jobs`` images
-  in flight share them, :func:`batchsr.engine.threads_per_job`), builds one
+  in flight share them, :func:`batchsr.session.threads_per_job`), builds one
   onnxruntime session once from the model's bytes (checksum verified, :func:`batchsr.models.from_bytes`), and works on
   ``--jobs`` images at a time, as one local run does. As many actors start as
   the cluster's free CPUs hold, never more than there are images.
@@ -150,14 +150,14 @@ class ImageWorker:
         with ``rule`` the damaged one."""
         from batchsr import models
         from batchsr.choice import Choice
-        from batchsr.engine import EngineOptions
         from batchsr.runner import ImageRunner
+        from batchsr.session import SessionOptions
         from batchsr.tuning import own_process
 
         own_process()  # this actor's process is batchsr's: its cores and memory are the images'
         self.cfg = cfg
         self.output_root = Path(output_root)
-        options = EngineOptions(providers=cfg.providers, threads=threads, device=cfg.device)
+        options = SessionOptions(providers=cfg.providers, threads=threads, device=cfg.device)
         loaded = [models.from_bytes(b, name, sha, options) for (name, sha), b in zip(names, blobs, strict=True)]
         self.choice = Choice(loaded[0], loaded[1], rule) if len(loaded) > 1 else Choice(loaded[0])
         # The local engine's per-image part: memory budget, and every CPU for an image that runs alone.
@@ -245,7 +245,7 @@ class RayDistributor:
 
     def _start(self, choice, todo: list) -> None:
         from batchsr.atomic import TMP_SUFFIX
-        from batchsr.engine import threads_per_job
+        from batchsr.session import threads_per_job
 
         ray, cfg = self._ray, self.cfg
         node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]

@@ -63,14 +63,14 @@ class ImageRunner:
 
     def choice_for(self, cost: int) -> Choice:
         """The models to run an image of ``cost`` output pixels with."""
-        engine = self.choice.clean.engine
-        if not self.adapt or not engine.on_cpu or (engine.options.threads or self.cores) >= self.cores:
+        session = self.choice.clean.session
+        if not self.adapt or not session.on_cpu or (session.options.threads or self.cores) >= self.cores:
             return self.choice
         if not (2 * cost > MEMORY_BUDGET_PIXELS or self.todo == 1):
             return self.choice
         with self._wide_lock:
             if self._wide is None:  # built on first need; both models of auto at once (small sessions)
-                self._wide = self.choice.map(lambda m: replace(m, engine=m.engine.with_threads(self.cores)))
+                self._wide = self.choice.map(lambda m: replace(m, session=m.session.with_threads(self.cores)))
             return self._wide
 
     def __call__(

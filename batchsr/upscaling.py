@@ -78,8 +78,8 @@ def upscale_bands(
     lo, hi = np.inf, -np.inf
     parts: list[np.ndarray] = []
     current = None
-    batch = model.engine.run_batch if model.engine.batches else None
-    tiles = tiling.iter_tiles(y, s, t, model.radius, model.engine.run, batch)
+    batch = model.session.run_batch if model.session.batches else None
+    tiles = tiling.iter_tiles(y, s, t, model.radius, model.session.run, batch)
     for tl, part in itertools.chain(tiles, [(None, None)]):  # lazily: one tile row in memory
         if current is not None and (tl is None or tl.rows != current):
             y_sr = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]

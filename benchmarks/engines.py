@@ -45,11 +45,11 @@ def _child(engine: str, inp: str, out: str, jobs: str, model_name: str, address:
     t0 = time.perf_counter()
     from batchsr import models, pipeline
     from batchsr.config import RunConfig
-    from batchsr.engine import EngineOptions, threads_per_job
+    from batchsr.session import SessionOptions, threads_per_job
 
     # As the CLI does: local jobs share the cores; Ray's actors size their own sessions.
     threads = threads_per_job(int(jobs)) if engine == "local" else 0
-    model = models.load(model_name, 3, EngineOptions(threads=threads))
+    model = models.load(model_name, 3, SessionOptions(threads=threads))
     cfg = RunConfig(
         input=Path(inp),
         output=Path(out),

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     model = load(a.model, a.scale, precision="auto")  # the build the CLI runs
     files = sorted(SETS["B100"].glob("*"))[: a.images]
-    print(f"CPU: {cpu_name()}; model {model.label} ({model.engine.ran_on}); {len(files)} B100 photos")
+    print(f"CPU: {cpu_name()}; model {model.label} ({model.session.ran_on}); {len(files)} B100 photos")
     print("| size | estimates, ms | end to end, ms | share |")
     print("| --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:

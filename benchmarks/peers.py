@@ -79,11 +79,11 @@ def realesrgan(stem: str, scale: int, native: int, threads: int = 0) -> Upscaler
 
 
 def batchsr_model(name: str, scale: int, threads: int = 0) -> Upscaler:
-    from batchsr.engine import EngineOptions
     from batchsr.models import load
+    from batchsr.session import SessionOptions
     from batchsr.upscaling import upscale_u8
 
-    model = load(name, scale, EngineOptions(threads=threads))
+    model = load(name, scale, SessionOptions(threads=threads))
     return lambda lr: upscale_u8(lr, model)
 
 

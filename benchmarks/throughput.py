@@ -264,20 +264,20 @@ def _child_model_only(folder: str, model: str, scale: str, threads: str) -> int:
     from PIL import Image
 
     from batchsr import color
-    from batchsr.engine import EngineOptions
     from batchsr.models import load
+    from batchsr.session import SessionOptions
     from batchsr.tiling import upscale_tiled
     from batchsr.upscaling import effective_tile
 
-    m = load(model, int(scale), EngineOptions(threads=int(threads)))
+    m = load(model, int(scale), SessionOptions(threads=int(threads)))
     ys = []
     for p in sorted(Path(folder).glob("*.png")):
         with Image.open(p) as im:
             ys.append(color.rgb_to_y(np.asarray(im.convert("RGB"), np.float32) / 255.0))
-    m.engine.run(ys[0][:32, :32])  # warm-up: first-call allocations are not throughput
+    m.session.run(ys[0][:32, :32])  # warm-up: first-call allocations are not throughput
     t0 = time.perf_counter()
     for y in ys:
-        upscale_tiled(y, m.scale, effective_tile(None, *y.shape), m.radius, m.engine.run)
+        upscale_tiled(y, m.scale, effective_tile(None, *y.shape), m.radius, m.session.run)
     print(json.dumps({"seconds": time.perf_counter() - t0}))
     return 0
 

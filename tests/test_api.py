@@ -67,16 +67,16 @@ def test_run_folder_refuses_what_the_cli_refuses_before_writing_anything(tmp_pat
 
 def test_the_library_sizes_threads_as_the_cli_does(tmp_path, random_model_path, monkeypatch):
     """Each of --jobs images in flight gets its share of the cores, from run_folder as from the CLI."""
-    from batchsr import choice, engine
+    from batchsr import choice, session
     from batchsr.config import RunConfig
 
-    monkeypatch.setattr(engine.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(session.os, "cpu_count", lambda: 4)
     model = str(random_model_path)
 
     def threads(**options) -> int:
         found, cfg = choice.load_for_run(RunConfig(input=tmp_path, output=tmp_path / "o", model=model, **options))
         assert cfg.scale == 3 and cfg.precision == "fp32"  # resolved from the file
-        return found.clean.engine.options.threads
+        return found.clean.session.options.threads
 
     assert threads(jobs=2) == 2 and threads(jobs=1) == 4 and threads(jobs=3) == 1
     assert threads(jobs=2, threads=3) == 3  # --threads is the user's word

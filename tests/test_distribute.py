@@ -70,11 +70,11 @@ def test_an_image_that_runs_alone_gets_every_core(random_model_path, tmp_path, m
     """Two jobs on two cores run one thread each; a big scan (or a lone image) gets both."""
     from batchsr import pipeline, resume, runner, upscaling
     from batchsr.config import RunConfig
-    from batchsr.engine import EngineOptions
     from batchsr.models import load
+    from batchsr.session import SessionOptions
 
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
-    narrow = load(str(random_model_path), options=EngineOptions(threads=1))
+    narrow = load(str(random_model_path), options=SessionOptions(threads=1))
     cfg = RunConfig(input=tmp_path, output=tmp_path / "out", jobs=2)
     state = resume.State(tmp_path / "out")
     try:
@@ -82,14 +82,14 @@ def test_an_image_that_runs_alone_gets_every_core(random_model_path, tmp_path, m
         small, big = 1_000_000, runner.MEMORY_BUDGET_PIXELS  # a big one cannot share the budget
         assert work.choice_for(small).clean is narrow
         wide = work.choice_for(big).clean
-        assert wide.engine.options.threads == 2 and wide.sha256 == narrow.sha256
+        assert wide.session.options.threads == 2 and wide.sha256 == narrow.sha256
         assert work.choice_for(big).clean is wide  # built once
-        assert runner.ImageRunner(cfg, narrow, todo=1).choice_for(small).clean.engine.options.threads == 2
+        assert runner.ImageRunner(cfg, narrow, todo=1).choice_for(small).clean.session.options.threads == 2
         explicit = RunConfig(input=tmp_path, output=tmp_path / "out", jobs=2, threads=1)
         assert runner.ImageRunner(explicit, narrow, todo=1).choice_for(big).clean is narrow
         # A Ray actor's --threads is its CPU count: it still widens for a big image.
         actor = runner.ImageRunner(explicit, narrow, cores=2, adapt=True)
-        assert actor.choice_for(small).clean is narrow and actor.choice_for(big).clean.engine.options.threads == 2
+        assert actor.choice_for(small).clean is narrow and actor.choice_for(big).clean.session.options.threads == 2
         # Same pixels from either session (up to a float rounding flip).
         px = np.random.default_rng(0).uniform(0, 1, (20, 30, 3)).astype(np.float32)
         a = upscaling.upscale_to_uint8(px, narrow)

@@ -91,7 +91,7 @@ def test_a_model_from_its_bytes_is_the_same_model_and_its_checksum_is_enforced(r
     shipped = models.from_bytes(data, on_disk.name, on_disk.sha256)
     assert (shipped.label, shipped.radius, shipped.sha256) == (on_disk.label, on_disk.radius, on_disk.sha256)
     y = np.random.default_rng(0).random((9, 11), np.float32)
-    assert np.array_equal(shipped.engine.run(y), on_disk.engine.run(y))
+    assert np.array_equal(shipped.session.run(y), on_disk.session.run(y))
     with pytest.raises(ModelError, match="do not match its checksum"):
         models.from_bytes(data[:-1] + bytes([data[-1] ^ 1]), on_disk.name, on_disk.sha256)
 

@@ -302,7 +302,7 @@ def test_a_worker_that_cannot_build_its_session_stops_the_run_with_one_line(
     with pytest.raises(EngineUnavailable) as e:
         pipeline.make_distributor(cfg, random_model, [Job(src=inp / "a.png", rel=Path("a.png"))])
     assert str(e.value).startswith(
-        "a Ray worker could not start: batchsr.engine.EngineError: provider "
+        "a Ray worker could not start: batchsr.session.SessionError: provider "
         "NoSuchExecutionProvider is not available here"
     )
     assert "\n" not in str(e.value) and list(out.iterdir()) == []

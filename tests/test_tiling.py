@@ -32,8 +32,8 @@ def test_tiled_equals_whole_image(random_model, h, w, tile):
     rng = np.random.default_rng(h * 100 + w)
     y = rng.uniform(0.06, 0.92, (h, w)).astype(np.float32)
     s, r = random_model.scale, random_model.radius
-    whole = random_model.engine.run(y)
-    tiled = tiling.upscale_tiled(y, s, tile, r, random_model.engine.run)
+    whole = random_model.session.run(y)
+    tiled = tiling.upscale_tiled(y, s, tile, r, random_model.session.run)
     assert tiled.shape == (h * s, w * s)
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=2e-5)
 
@@ -42,8 +42,8 @@ def test_too_little_halo_is_visibly_wrong(random_model):
     # The check above can fail: a halo one pixel short of the radius breaks exactness.
     rng = np.random.default_rng(3)
     y = rng.uniform(0.06, 0.92, (40, 40)).astype(np.float32)
-    whole = random_model.engine.run(y)
-    short = tiling.upscale_tiled(y, 3, 8, random_model.radius - 1, random_model.engine.run)
+    whole = random_model.session.run(y)
+    short = tiling.upscale_tiled(y, 3, 8, random_model.radius - 1, random_model.session.run)
     assert np.abs(short - whole).max() > 1e-3
 
 
@@ -71,10 +71,10 @@ def test_batched_tile_rows_equal_single_tiles(random_model):
 
     def batch(windows):
         calls.append(windows.shape)
-        return random_model.engine.run_batch(windows)
+        return random_model.session.run_batch(windows)
 
-    single = list(tiling.iter_tiles(y, 3, 16, random_model.radius, random_model.engine.run))
-    batched = list(tiling.iter_tiles(y, 3, 16, random_model.radius, random_model.engine.run, batch))
+    single = list(tiling.iter_tiles(y, 3, 16, random_model.radius, random_model.session.run))
+    batched = list(tiling.iter_tiles(y, 3, 16, random_model.radius, random_model.session.run, batch))
     assert [t for t, _ in single] == [t for t, _ in batched]
     for (_, a), (_, b) in zip(single, batched, strict=True):
         np.testing.assert_allclose(a, b, atol=2e-5)
@@ -83,4 +83,4 @@ def test_batched_tile_rows_equal_single_tiles(random_model):
 
 
 def test_engine_batches_only_on_accelerators(random_model):
-    assert random_model.engine.batches is False  # the CPU
+    assert random_model.session.batches is False  # the CPU

@@ -205,7 +205,7 @@ def test_export_parity_metadata_and_registry(trained, tmp_path):
     m = models.load(str(out))
     assert (m.scale, m.radius, m.metadata["arch"], m.metadata["steps"]) == (3, 5, "skip4x32", "6")
     y = np.random.default_rng(0).uniform(0.1, 0.9, (11, 19)).astype(np.float32)
-    assert m.engine.run(y).shape == (33, 57)
+    assert m.session.run(y).shape == (33, 57)
 
 
 def test_command_line_trains_and_exports(tmp_path):

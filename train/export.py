@@ -46,7 +46,7 @@ def to_onnx(model: keras.Model):
 
 def parity(proto, model: keras.Model, shape=(1, 37, 53, 1), seed: int = 0) -> float:
     """Max abs difference between onnxruntime and Keras on a random non-square input."""
-    from batchsr.engine import import_onnxruntime
+    from batchsr.session import import_onnxruntime
 
     ort = import_onnxruntime()
 
@@ -68,11 +68,11 @@ def set_metadata(proto, meta: dict) -> None:
 
 def validation_psnr(proto_bytes: bytes, meta: dict) -> tuple[float, float]:
     """(model, bicubic) mean PSNR on B100 through batchsr's runtime path."""
-    from batchsr.engine import Engine
     from batchsr.evaluate import evaluate_folder
     from batchsr.models import Model
+    from batchsr.session import Session
 
-    engine = Engine(proto_bytes)
+    engine = Session(proto_bytes)
     m = Model(meta["name"], int(meta["scale"]), int(meta["receptive_radius"]), engine, meta, "")
     score, _ = evaluate_folder(VAL_DIR, m)
     return score.psnr_model, score.psnr_bicubic

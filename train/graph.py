@@ -101,7 +101,7 @@ def _name_dims(value, dims) -> None:
 
 def same_outputs(a: bytes, b: bytes, shapes=((1, 37, 53, 1), (3, 16, 24, 1), (1, 64, 64, 1)), seed: int = 0) -> bool:
     """Whether two ONNX models give bit-identical outputs on the CPU for random luma inputs."""
-    from batchsr.engine import import_onnxruntime
+    from batchsr.session import import_onnxruntime
 
     ort = import_onnxruntime()
     sa, sb = (ort.InferenceSession(m, providers=["CPUExecutionProvider"]) for m in (a, b))

@@ -52,7 +52,7 @@ def quantize(src: Path, dst: Path, patches: int = 64) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from batchsr.engine import import_onnxruntime  # first: it turns onnxruntime's telemetry off
+    from batchsr.session import import_onnxruntime  # first: it turns onnxruntime's telemetry off
 
     ort = import_onnxruntime()
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])

@@ -1,6 +1,6 @@
 import pytest
 
-from batchsr.engine import EngineError, choose_providers, parse_providers
+from batchsr.session import SessionError, choose_providers, parse_providers
 
 CPU, CUDA, COREML = "CPUExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider"
 
@@ -22,7 +22,7 @@ def test_request_overrides_order():
 
 
 def test_unavailable_request_names_what_is_available():
-    with pytest.raises(EngineError, match="CUDAExecutionProvider is not available here.*CPUExecutionProvider"):
+    with pytest.raises(SessionError, match="CUDAExecutionProvider is not available here.*CPUExecutionProvider"):
         choose_providers([CPU], [CUDA, CPU])
 
 
@@ -34,7 +34,7 @@ def test_parse_aliases():
 
 
 def test_engine_reports_its_providers(random_model):
-    assert random_model.engine.providers[-1] == CPU
+    assert random_model.session.providers[-1] == CPU
     assert random_model.radius == 4 and random_model.scale == 3
 
 
@@ -44,13 +44,13 @@ def test_engine_reports_its_providers(random_model):
 def test_tiles_are_batched_on_accelerators_only(providers, expected):
     from types import SimpleNamespace
 
-    from batchsr.engine import Engine
+    from batchsr.session import Session
 
-    assert Engine.batches.fget(SimpleNamespace(providers=providers)) is expected
+    assert Session.batches.fget(SimpleNamespace(providers=providers)) is expected
 
 
 def test_local_jobs_share_the_cores_without_oversubscribing():
-    from batchsr.engine import threads_per_job
+    from batchsr.session import threads_per_job
 
     assert threads_per_job(2, cpus=2) == 1  # two images in flight, one core each
     assert threads_per_job(1, cpus=2) == 2  # one image in flight gets every core
@@ -82,7 +82,7 @@ def test_a_run_leaves_no_onnxruntime_telemetry_behind(tmp_path):
     )
     assert (tmp_path / "out" / "a.png").is_file()
     assert not (home / ".cache" / "Microsoft").exists()
-    probe = "import os, batchsr.engine; print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    probe = "import os, batchsr.session; print(os.environ['ORT_DISABLE_TELEMETRY'])"
     kept = subprocess.run(
         [sys.executable, "-c", probe],
         env={**env, "ORT_DISABLE_TELEMETRY": "0"},
@@ -95,11 +95,11 @@ def test_a_run_leaves_no_onnxruntime_telemetry_behind(tmp_path):
 
 def test_placement_is_what_onnxruntime_measured_not_the_registered_list():
     from batchsr import models
-    from batchsr.engine import placement_label
+    from batchsr.session import placement_label
 
     m = models.load("fast", 3)
-    assert set(m.engine.placement) == {"CPUExecutionProvider"} and m.engine.placement["CPUExecutionProvider"] > 0
-    assert m.engine.ran_on == "CPUExecutionProvider"
+    assert set(m.session.placement) == {"CPUExecutionProvider"} and m.session.placement["CPUExecutionProvider"] > 0
+    assert m.session.ran_on == "CPUExecutionProvider"
     assert (
         placement_label({"CoreMLExecutionProvider": 17, "CPUExecutionProvider": 2})
         == "CoreMLExecutionProvider 17/19, CPUExecutionProvider 2/19"
@@ -108,7 +108,7 @@ def test_placement_is_what_onnxruntime_measured_not_the_registered_list():
 
 
 def test_cuda_searches_convolution_algorithms_by_heuristic_on_the_chosen_device():
-    from batchsr.engine import provider_options
+    from batchsr.session import provider_options
 
     assert provider_options(CUDA) == {"cudnn_conv_algo_search": "HEURISTIC"}
     assert provider_options(CUDA, 1) == {"cudnn_conv_algo_search": "HEURISTIC", "device_id": "1"}

@@ -1,4 +1,5 @@
-"""The inference engine: the only module that imports onnxruntime.
+"""onnxruntime sessions: the only module that imports onnxruntime ("engine" is left to --engine,
+where the per-image work runs).
 
 One session is built per model and run, then passed on (never rebuilt per
 image). Execution providers are chosen here and nowhere else.
@@ -97,7 +98,7 @@ def _placement(session) -> dict[str, int]:
     return counts
 
 
-class EngineError(Exception):
+class SessionError(Exception):
     """A model that cannot be loaded or run; the message is one actionable line."""
 
 
@@ -126,7 +127,7 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None =
     if requested:
         missing = [p for p in requested if p not in available]
         if missing:
-            raise EngineError(
+            raise SessionError(
                 f"provider {', '.join(missing)} is not available here (available: {', '.join(available)})"
             )
         return list(requested)
@@ -156,7 +157,7 @@ def threads_per_job(jobs: int, cpus: int | None = None) -> int:
 
 
 @dataclass(frozen=True)
-class EngineOptions:
+class SessionOptions:
     providers: tuple[str, ...] | None = None  # None: choose_providers' default
     threads: int = 0  # intra-op threads; 0 = onnxruntime's default (one per core)
     device: int | None = None  # GPU index for CUDA, TensorRT, ROCm, DirectML; None: their default (0)
@@ -165,14 +166,14 @@ class EngineOptions:
     spinning: bool = False
 
 
-class Engine:
+class Session:
     """An onnxruntime session for a single-channel super-resolution model (NHWC, 1 channel).
 
     ``run`` takes an (H, W) float32 array in model units and returns the
     (H*scale, W*scale) float32 output.
     """
 
-    def __init__(self, model: str | os.PathLike | bytes, options: EngineOptions = EngineOptions()):
+    def __init__(self, model: str | os.PathLike | bytes, options: SessionOptions = SessionOptions()):
         ort = import_onnxruntime()
 
         so = ort.SessionOptions()
@@ -189,10 +190,10 @@ class Engine:
             self._session = ort.InferenceSession(source, sess_options=so, providers=provider_args)
         except Exception as exc:  # onnxruntime raises several unrelated types
             what = "model bytes" if isinstance(model, bytes) else str(model)
-            raise EngineError(f"cannot load {what}: {str(exc).splitlines()[0]}") from exc
+            raise SessionError(f"cannot load {what}: {str(exc).splitlines()[0]}") from exc
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or (inputs[0].shape and inputs[0].shape[-1] not in (1, "1")):
-            raise EngineError("the model must take one NHWC input with 1 channel (Y)")
+            raise SessionError("the model must take one NHWC input with 1 channel (Y)")
         self._input = inputs[0].name
         self._source, self.options = model, options
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
@@ -207,9 +208,9 @@ class Engine:
         when split; the registered providers where this onnxruntime cannot tell."""
         return placement_label(self.placement) or ",".join(self.providers)
 
-    def with_threads(self, threads: int) -> "Engine":
+    def with_threads(self, threads: int) -> "Session":
         """A second session of the same model and providers with ``threads`` intra-op threads."""
-        return Engine(self._source, replace(self.options, threads=threads))
+        return Session(self._source, replace(self.options, threads=threads))
 
     @property
     def on_cpu(self) -> bool:
