@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from batchsr.resample import resize_rows
+
 _FORWARD = np.array(
     [
         [65.481, 128.553, 24.966],
@@ -194,6 +196,5 @@ def to_uint(x: np.ndarray, bits: int = 8) -> np.ndarray:
 def resize_plane_rows(plane: np.ndarray, width: int, row0: int, row1: int, scale: int) -> np.ndarray:
     """Output rows for LR rows ``row0:row1`` of the x``scale`` bicubic resize of a float
     (H, W) plane to ``width`` columns: the same rows as the whole resize's."""
-    from batchsr.resample import resize_rows
 
     return resize_rows(plane, width, plane.shape[0] * scale, row0 * scale, row1 * scale)

@@ -19,8 +19,10 @@ import numpy as np
 from PIL import Image
 
 from batchsr.atomic import write_atomic
+from batchsr.color import to_uint
 from batchsr.formats import (
     DEEP_FORMATS,
+    DPI_FORMATS,
     EXIF_IFD,
     GPS_IFD,
     LOSSY,
@@ -58,7 +60,6 @@ def deflate_compress(data: bytes, level: int) -> bytes:
 
 def to_pillow(pixels: np.ndarray, bits: int, fmt: str) -> Image.Image:
     """Float (H, W, C) in [0, 1] -> a Pillow image the format can hold (8 bits except 16-bit grey)."""
-    from batchsr.color import to_uint
 
     c = pixels.shape[2]
     if bits == 16 and c == 1 and fmt in DEEP_FORMATS:
@@ -306,7 +307,7 @@ def save_atomic(
         kw["exif"] = metadata.exif
     if metadata.icc and fmt in METADATA_FORMATS:
         kw["icc_profile"] = metadata.icc
-    if metadata.dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
+    if metadata.dpi and fmt in DPI_FORMATS:
         kw["dpi"] = metadata.dpi
     if fmt in LOSSY:
         kw["quality"] = encoding.quality
@@ -337,7 +338,6 @@ def save_bands(
     Any exception from the bands (a model-output check) aborts the write and leaves no file.
     ``before_commit`` and ``before_sync`` are :func:`batchsr.atomic.write_atomic`'s.
     """
-    from batchsr.color import to_uint
 
     height, width, channels = shape
     fmt = encoding.format

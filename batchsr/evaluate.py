@@ -29,6 +29,7 @@ from batchsr import metrics
 from batchsr.degrade import Realistic, degrade, degrade_realistic
 from batchsr.formats import IMAGE_SUFFIXES
 from batchsr.models import Model
+from batchsr.tuning import single_threaded_blas
 from batchsr.upscaling import upscale_u8
 
 DEGRADATIONS = ("bicubic", "realistic")
@@ -156,7 +157,6 @@ def evaluate_folder(
     folder: Path, model: Model, tile: int | None = None, name: str = "", degradation: str = "bicubic", seed: int = 0
 ) -> tuple[FolderScore, list[ImageScore]]:
     """Mean PSNR/SSIM over a folder (the literature's mean over images)."""
-    from batchsr.tuning import single_threaded_blas
 
     name = name or Path(folder).name
     with single_threaded_blas():

@@ -104,6 +104,8 @@ LOSSY = {"JPEG", "WEBP", "AVIF", "HEIF"}
 DEEP_FORMATS = {"PNG", "TIFF"}
 
 
+# Formats whose files Pillow writes a resolution (DPI) into.
+DPI_FORMATS = {"JPEG", "PNG", "TIFF", "BMP"}
 # Formats that carry EXIF and ICC through Pillow's save().
 METADATA_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP", "AVIF", "HEIF"}
 

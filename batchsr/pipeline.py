@@ -21,6 +21,7 @@ from batchsr import atomic, formats, resume
 from batchsr.choice import Choice, as_choice
 from batchsr.config import ASSETS_NAME, HTML_NAME, RunConfig
 from batchsr.discover import Job, Skip, discover
+from batchsr.distribute import LocalDistributor
 from batchsr.lock import LOCK_NAME, Locked, RunLock
 from batchsr.models import Model
 from batchsr.process import Stopped
@@ -133,7 +134,6 @@ def make_distributor(cfg: RunConfig, choice: Choice | None = None, todo: list[Jo
     them and checks that its workers can read the first. With nothing to do, no
     cluster is started: every row is the driver's own.
     """
-    from batchsr.distribute import LocalDistributor
 
     if cfg.engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {cfg.engine!r} (local or ray)")

@@ -61,7 +61,14 @@ from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from batchsr import models
+from batchsr.atomic import TMP_SUFFIX
+from batchsr.choice import Choice
 from batchsr.distribute import EngineUnavailable, ItemWork
+from batchsr.report import ERROR, OK, Row
+from batchsr.runner import ImageRunner
+from batchsr.session import SessionOptions, threads_per_job
+from batchsr.tuning import own_process
 
 log = logging.getLogger("batchsr")
 
@@ -111,7 +118,6 @@ def probe_paths(input_path: str, sample: str | None, output: str, token_name: st
     so a different folder at the same path is caught), and a probe file must
     be creatable and removable there. Otherwise a one-line reason.
     """
-    from batchsr.atomic import TMP_SUFFIX
 
     try:
         os.stat(input_path)
@@ -148,11 +154,6 @@ class ImageWorker:
         """``names`` the (label name, sha256) of each model in ``blobs``, their bytes (top-level
         arguments, so that Ray hands over the object store's copy): the clean model, then
         with ``rule`` the damaged one."""
-        from batchsr import models
-        from batchsr.choice import Choice
-        from batchsr.runner import ImageRunner
-        from batchsr.session import SessionOptions
-        from batchsr.tuning import own_process
 
         own_process()  # this actor's process is batchsr's: its cores and memory are the images'
         self.cfg = cfg
@@ -244,8 +245,6 @@ class RayDistributor:
         self._owns_ray = True
 
     def _start(self, choice, todo: list) -> None:
-        from batchsr.atomic import TMP_SUFFIX
-        from batchsr.session import threads_per_job
 
         ray, cfg = self._ray, self.cfg
         node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
@@ -383,7 +382,6 @@ class RayDistributor:
     def _finish(self, work, p: _Pending) -> tuple:
         if p.row is not None:
             return p.item, p.row
-        from batchsr.report import ERROR, OK, Row
 
         errors = self._ray.exceptions
         while True:

@@ -35,6 +35,8 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+from batchsr.atomic import write_atomic
+
 log = logging.getLogger("batchsr")
 
 STATE_NAME = ".batchsr-state.jsonl"
@@ -192,7 +194,6 @@ class State:
         Something other than a file at the state path (a folder, a fifo) is left
         alone: the run goes on unrecorded, so a rerun processes its images again.
         """
-        from batchsr.atomic import write_atomic
 
         keep, pending = [], set()
         for rel, last in self.entries.items():

@@ -34,18 +34,18 @@ def test_a_run_holds_blas_to_one_thread(tmp_path, random_model_path, monkeypatch
     import numpy as np
     from PIL import Image
 
-    from batchsr import pipeline, resample
+    from batchsr import color, pipeline
     from batchsr.config import RunConfig
     from batchsr.models import load
 
     seen = []
-    real = resample.resize_rows
+    real = color.resize_rows
 
     def spy(*a, **k):
         seen.append(set(_blas_threads()))
         return real(*a, **k)
 
-    monkeypatch.setattr(resample, "resize_rows", spy)
+    monkeypatch.setattr(color, "resize_rows", spy)  # the band resize, as color calls it
     inp = tmp_path / "in"
     inp.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 20, 3), np.uint8)).save(inp / "a.png")

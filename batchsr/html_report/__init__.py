@@ -30,6 +30,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from batchsr.atomic import write_atomic
 from batchsr.config import ASSETS_NAME, DEFAULT_HTML_SAMPLE, HTML_NAME, REPORT_NAME
 from batchsr.html_report.figures import CROP, OutputMap, draw_figure
 from batchsr.html_report.page import main_page, table_section
@@ -51,7 +52,6 @@ class ReportError(Exception):
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    from batchsr.atomic import write_atomic
 
     write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 

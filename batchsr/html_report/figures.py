@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from batchsr import decode, encode
 from batchsr.decode import upright
 from batchsr.html_report.stats import Pick
 from batchsr.isolation import own_pixel_limit, warnings_into
@@ -93,7 +94,6 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     """Any mode -> L, LA, RGB or RGBA with 8 bits, through the runner's own mode handling."""
     if im.mode in ("L", "LA", "RGB", "RGBA"):
         return im
-    from batchsr import decode, encode
 
     pixels, _ = decode.to_array(im, [])
     return encode.to_pillow(pixels, 8, "PNG")
