@@ -28,12 +28,12 @@ def upscale(image, scale: int = 3, model: str = "auto", tile: int | None = None,
     EXIF orientation, as the command line does (damaged EXIF is ignored);
     the result carries no EXIF.
     """
-    from batchsr import choice, decode, encode, estimate, experiment, upscaling
+    from batchsr import choice, decode, encode, estimate, exif, experiment, upscaling
 
     quality = estimate.jpeg_quality(image)  # from the tables of the image as opened, before any copy
     choices = choice.cached_choice(model, scale, precision)
     notes: list[str] = []
-    pixels, bits = decode.to_array(decode.upright(image), notes)
+    pixels, bits = decode.to_array(exif.upright(image), notes)
     picture = decode.Picture(pixels, bits, image.format or "", jpeg_quality=quality)
     m, _ = choices.pick(experiment.damage_of(picture) if choices.auto else None)
     out = upscaling.upscale_pixels(pixels, m, tile)

@@ -29,7 +29,8 @@ from PIL import Image, UnidentifiedImageError
 
 from batchsr.config import DEFAULT_MAX_PIXELS
 from batchsr.estimate import jpeg_quality
-from batchsr.formats import EXIF_IFD, GPS_IFD, ORIENTATION, STRUCTURE_TAGS, register_plugins, sniff
+from batchsr.exif import carry_exif, parse_exif, read_exif, split_exif, transpose_method, transposed
+from batchsr.formats import register_plugins, sniff
 from batchsr.isolation import own_pixel_limit, warnings_into
 
 # 16-bit colour layouts Pillow decodes to 8-bit RGB/RGBA, and the rawmode that
@@ -213,136 +214,18 @@ def _decode_deep(path: Path, raws: set[str], high: Image.Image, method: Image.Tr
     """Full-precision uint16 (H, W, C) pixels of a 16-bit colour file, upright.
 
     ``high`` is Pillow's normal (high-byte) decode of the same file, already
-    loaded; every decode is turned by the same ``method`` (see :func:`_transpose_method`).
+    loaded; every decode is turned by the same ``method`` (see :func:`transpose_method`).
     """
     if raws == {_LA16}:
         with _retiled(path, lambda r: "RGBA") as im:
-            b = np.asarray(_transposed(im, method)).astype(np.uint16)
+            b = np.asarray(transposed(im, method)).astype(np.uint16)
         return np.stack([(b[..., 0] << 8) | b[..., 1], (b[..., 2] << 8) | b[..., 3]], axis=-1)
     with _retiled(path, _OTHER_BYTE.__getitem__) as low:
-        lo = np.asarray(_transposed(low, method)).astype(np.uint16)
-    hi = np.asarray(_transposed(high, method)).astype(np.uint16)
+        lo = np.asarray(transposed(low, method)).astype(np.uint16)
+    hi = np.asarray(transposed(high, method)).astype(np.uint16)
     if hi.shape != lo.shape:
         raise ImageError("16-bit decode mismatch between the high and low bytes")
     return (hi << 8) | lo
-
-
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
-def _read_exif(im: Image.Image, notes: list[str]) -> Image.Exif | None:
-    """The image's EXIF as Pillow parses it; None (and a note) if Pillow cannot parse it at all."""
-    try:
-        return im.getexif()
-    except Exception as exc:  # malformed EXIF must not cost the image
-        notes.append(f"EXIF unreadable ({type(exc).__name__}), dropped: the picture is kept as stored")
-        return None
-
-
-def _transpose_method(exif: Image.Exif | None, notes: list[str]) -> Image.Transpose | None:
-    """The transposition that makes the stored pixels upright, from the EXIF orientation
-    (what ``ImageOps.exif_transpose`` does, without re-encoding the EXIF, which raises on
-    damaged tags). An orientation that is not 1-8 is ignored, with a note."""
-    value = exif.get(ORIENTATION) if exif is not None else None
-    if value is None:
-        return None
-    o = value[0] if isinstance(value, tuple) and value else value  # Pillow keeps a count > 1 as a tuple
-    try:
-        valid = not isinstance(o, (bool, str, bytes)) and float(o) == int(o) and 1 <= int(o) <= 8
-    except (TypeError, ValueError, OverflowError):
-        valid = False
-    if not valid:
-        notes.append(f"EXIF orientation {ascii(value)[:24]} is not 1-8: ignored, the picture is kept as stored")
-        return None
-    return _TRANSPOSE.get(int(o))
-
-
-def _transposed(im: Image.Image, method: Image.Transpose | None) -> Image.Image:
-    return im if method is None else im.transpose(method)
-
-
-def upright(im: Image.Image) -> Image.Image:
-    """``im`` turned by its EXIF orientation as :func:`load` turns it; never raises for bad EXIF."""
-    notes: list[str] = []
-    return _transposed(im, _transpose_method(_read_exif(im, notes), notes))
-
-
-def _fits_a_tiff_directory(tag: int, value, group: int | None) -> bool:
-    """Whether Pillow can write this one tag (a damaged type or value makes it raise)."""
-    from PIL import TiffImagePlugin
-
-    try:
-        ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II", group=group)
-        ifd[tag] = value
-        ifd.tobytes()
-        return True
-    except Exception:
-        return False
-
-
-def _drop_unwritable_tags(exif: Image.Exif) -> list[str]:
-    """Delete the tags Pillow cannot write back (damaged types or values); their names, as 0xTTTT."""
-    dropped = []
-    for group in (EXIF_IFD, GPS_IFD):
-        if group in exif:
-            sub = exif.get_ifd(group)
-            for tag in list(sub):
-                if not _fits_a_tiff_directory(tag, sub[tag], group):
-                    del sub[tag]
-                    dropped.append(f"0x{tag:04X}")
-    for tag in list(exif):
-        if tag not in (EXIF_IFD, GPS_IFD) and not _fits_a_tiff_directory(tag, exif[tag], None):
-            del exif[tag]
-            dropped.append(f"0x{tag:04X}")
-    return dropped
-
-
-def _carry_exif(exif: Image.Exif | None, notes: list[str]) -> bytes | None:
-    """EXIF to write to the output: orientation reset to 1, input layout tags removed.
-
-    Tags that are too damaged to be written again are dropped one by one (named in
-    a note), so the camera, date and GPS of a photo with one bad tag survive; EXIF
-    that cannot be repaired is dropped whole. The result always parses again.
-    """
-    if exif is None or not len(exif):
-        return None
-    try:
-        for tag in [t for t in exif if t in STRUCTURE_TAGS]:
-            del exif[tag]
-        if not len(exif):
-            return None
-        # The pixels were turned upright; an explicit 1 tells every reader
-        # that they are upright as stored.
-        exif[ORIENTATION] = 1
-        for group in (EXIF_IFD, GPS_IFD):
-            if group in exif:
-                exif.get_ifd(group)  # parse the sub-IFD now, so tobytes() writes it back
-        try:
-            data = exif.tobytes()
-        except Exception:
-            dropped = _drop_unwritable_tags(exif)
-            data = exif.tobytes()
-            notes.append(
-                f"damaged EXIF tag{'s' if len(dropped) > 1 else ''} {', '.join(dropped[:8])}"
-                f"{' ...' if len(dropped) > 8 else ''} dropped"
-            )
-        check = Image.Exif()
-        check.load(data)
-        for group in (EXIF_IFD, GPS_IFD):
-            if group in check:
-                check.get_ifd(group)
-        return data
-    except Exception as exc:  # malformed EXIF must not cost the image
-        notes.append(f"EXIF could not be carried over ({type(exc).__name__})")
-        return None
 
 
 # Beyond any scanner or printer; such a DPI is damage, and would overflow the output's
@@ -445,7 +328,7 @@ def _check_jpeg_complete(path: Path, im: Image.Image, without_exif: bool) -> Non
             return
     data = path.read_bytes()
     if without_exif:
-        data = (_split_exif(data) or (data,))[0]
+        data = (split_exif(data) or (data,))[0]
     end = _jpeg_scan_end(data)
     if end is None:
         return
@@ -466,23 +349,6 @@ def _check_jpeg_complete(path: Path, im: Image.Image, without_exif: bool) -> Non
             )
 
 
-def _split_exif(data: bytes) -> tuple[bytes, bytes] | None:
-    """A JPEG's bytes without its EXIF segments, and the first EXIF payload; None if it has none."""
-    kept, payload, pos, n = [data[:2]], None, 2, len(data)
-    while pos + 4 <= n and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xDA or 0xD0 <= marker <= 0xD9 or marker in (0x01, 0xFF):
-            break  # the scan, or a marker without a length: the rest goes as it is
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        segment = data[pos : pos + 2 + length]
-        if marker == 0xE1 and segment[4:10] == b"Exif\0\0":
-            payload = segment[4:] if payload is None else payload
-        else:
-            kept.append(segment)
-        pos += 2 + length
-    return None if payload is None else (b"".join(kept) + data[pos:], payload)
-
-
 def _open(path: Path, head: bytes, notes: list[str]) -> tuple[Image.Image, bytes | None]:
     """``Image.open(path)``, and the EXIF payload it had to be opened without, if any.
 
@@ -495,7 +361,7 @@ def _open(path: Path, head: bytes, notes: list[str]) -> tuple[Image.Image, bytes
     except Exception as exc:
         if head[:2] != b"\xff\xd8":
             raise
-        split = _split_exif(path.read_bytes())
+        split = split_exif(path.read_bytes())
         if split is None:
             raise
         try:
@@ -504,17 +370,6 @@ def _open(path: Path, head: bytes, notes: list[str]) -> tuple[Image.Image, bytes
             raise exc from None
         notes.append(f"Pillow cannot open this JPEG with its EXIF ({type(exc).__name__}): decoded without it")
         return im, split[1]
-
-
-def _parse_exif(payload: bytes, notes: list[str]) -> Image.Exif | None:
-    """EXIF from an APP1 payload, parsed apart from its image; None (and a note) if it cannot be."""
-    try:
-        exif = Image.Exif()
-        exif.load(payload)
-        return exif
-    except Exception as exc:
-        notes.append(f"EXIF unreadable ({type(exc).__name__}), dropped: the picture is kept as stored")
-        return None
 
 
 def declared_size(path: str | os.PathLike) -> tuple[int, int] | None:
@@ -550,17 +405,17 @@ def _decode(
     dpi = _sane_dpi(im.info.get("dpi"), notes)
     # The original's EXIF (a transposed copy loses a TIFF's tags), edited for
     # the output only once every decode has been turned.
-    exif = _read_exif(im, notes) if exif_payload is None else _parse_exif(exif_payload, notes)
-    method = _transpose_method(exif, notes)
+    exif = read_exif(im, notes) if exif_payload is None else parse_exif(exif_payload, notes)
+    method = transpose_method(exif, notes)
     if deep:
         pixels = _decode_deep(path, deep, im, method).astype(np.float32) / 65535.0
         bits = 16
     else:
-        upright = _transposed(im, method)
+        upright = transposed(im, method)
         if upright.mode == "CMYK":
             upright, icc = cmyk_to_rgb(upright, icc, notes)
         pixels, bits = to_array(upright, notes)
-    exif_bytes = _carry_exif(exif, notes)
+    exif_bytes = carry_exif(exif, notes)
     return pixels, bits, fmt, exif_bytes, icc, dpi
 
 

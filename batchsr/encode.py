@@ -20,16 +20,13 @@ from PIL import Image
 
 from batchsr.atomic import write_atomic
 from batchsr.color import to_uint
+from batchsr.exif import for_output
 from batchsr.formats import (
     DEEP_FORMATS,
     DPI_FORMATS,
-    EXIF_IFD,
-    GPS_IFD,
     LOSSY,
     METADATA_FORMATS,
     ORIENTATION,
-    PIXEL_X_DIMENSION,
-    PIXEL_Y_DIMENSION,
     STRUCTURE_TAGS,
 )
 
@@ -79,25 +76,6 @@ def save_notes(pixels: np.ndarray, bits: int, fmt: str) -> list[str]:
     if fmt == "JPEG" and pixels.shape[2] in (2, 4):
         notes.append("alpha channel dropped: JPEG cannot hold it")
     return notes
-
-
-def _exif_for(exif: bytes | None, width: int, height: int) -> bytes | None:
-    """EXIF with its pixel dimensions (if it states them) updated to the output's."""
-    if not exif:
-        return exif
-    try:
-        ex = Image.Exif()
-        ex.load(exif)
-        if EXIF_IFD in ex:
-            sub = ex.get_ifd(EXIF_IFD)
-            if PIXEL_X_DIMENSION in sub or PIXEL_Y_DIMENSION in sub:
-                sub[PIXEL_X_DIMENSION], sub[PIXEL_Y_DIMENSION] = width, height
-                if GPS_IFD in ex:
-                    ex.get_ifd(GPS_IFD)
-                return ex.tobytes()
-    except Exception:
-        pass  # keep the bytes as they came
-    return exif
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -341,7 +319,7 @@ def save_bands(
 
     height, width, channels = shape
     fmt = encoding.format
-    exif = _exif_for(metadata.exif, width, height)
+    exif = for_output(metadata.exif, width, height)
     icc, dpi = metadata.icc, metadata.dpi
     if fmt in DEEP_FORMATS:
         out_bits = 16 if bits == 16 else 8

@@ -11,7 +11,7 @@ from helpers.images import exif_with, png_header_only
 from helpers.writes import save_whole
 from PIL import Image, ImageFile, TiffImagePlugin
 
-from batchsr import decode
+from batchsr import decode, exif
 
 # ---------------------------------------------------------------- malformed EXIF
 
@@ -342,13 +342,13 @@ def test_the_most_compressible_real_files_are_not_refused(tmp_path, case):
     ],
 )
 def test_upright_turns_like_load_and_never_raises(tmp_path, name):
-    """The HTML page draws inputs through decode.upright: the same turn as load, whatever the EXIF
+    """The HTML page draws inputs through exif.upright: the same turn as load, whatever the EXIF
     (ImageOps.exif_transpose raised AttributeError on the first)."""
     damage = EXIF_DAMAGE[name][0]
     src = tmp_path / "in.jpg"
     src.write_bytes(_jpeg(b"Exif\0\0" + damage(_exif_tiff())))
     with Image.open(src) as im:
         im.load()
-        drawn = np.asarray(decode.upright(im).convert("RGB"))
+        drawn = np.asarray(exif.upright(im).convert("RGB"))
     loaded = np.round(decode.load(src).pixels * 255).astype(np.uint8)
     assert np.array_equal(drawn, loaded)

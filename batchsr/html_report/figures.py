@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from batchsr import decode, encode
-from batchsr.decode import upright
+from batchsr.exif import upright
 from batchsr.html_report.stats import Pick
 from batchsr.isolation import own_pixel_limit, warnings_into
 from batchsr.report import OK, Row
