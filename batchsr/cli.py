@@ -404,7 +404,8 @@ def cmd_run(argv: list[str]) -> int:
     except (ModelError, SessionError, ValueError) as exc:
         p.error(str(exc))
     from batchsr.lock import Locked
-    from batchsr.pipeline import Interrupted, SetupError, run
+    from batchsr.pipeline import SetupError, run
+    from batchsr.stopping import Interrupted
 
     try:
         summary = run(cfg, choice)

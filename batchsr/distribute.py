@@ -11,7 +11,7 @@ Both engines take the same per-item work, an :class:`ItemWork`. One that
 runs elsewhere (``batchsr.ray_engine``) cannot call it on another machine: it
 uses its parts instead (the rows only the driver may settle, the resume
 record the driver alone writes) and ships the per-image part itself
-(``runner.ImageRunner`` around ``process.process``). ``pipeline.FolderWork``
+(``runner.ImageRunner`` around ``process.process``). ``work.FolderWork``
 is the one implementation.
 
 ``LocalDistributor`` runs on this machine: in the calling thread (``jobs=1``)
