@@ -7,9 +7,10 @@ a scan's size, where the noise estimate takes every other patch), full size
 (481x321) and their x3 bicubic LRs (160x107, a small old file). Per image, in one
 process, interleaved: ``experiment.damage_of`` (the luma and both estimates,
 what every run now does before choosing a model) and ``process.process``
-(decode, estimates, inference, merge, PNG encode and fsync; ``--no-psnr``),
-the median of ``--repeat`` rounds of each. The target (issue 14): the
-estimates under 5 % of the end-to-end time. Says which CPU it ran on.
+(decode, inference, merge, PNG encode and fsync: ``--no-psnr`` with the model
+forced, which estimates nothing), the median of ``--repeat`` rounds of each.
+"share" is the estimates over that end-to-end time; the target (issue 14) is
+under 5 %. Says which CPU it ran on.
 """
 
 from __future__ import annotations
