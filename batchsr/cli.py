@@ -109,7 +109,7 @@ def _add_model_options(p: argparse.ArgumentParser, precision: str = "auto", mode
     p.add_argument(
         "--model",
         default=model,
-        metavar="NAME|PATH.onnx",
+        metavar="auto|NAME|PATH.onnx" if model == "auto" else "NAME|PATH.onnx",
         help=f"a shipped model's name (see `batchsr models`) or an ONNX file exported by "
         f"`python -m train`{choose} (default: {model})",
     )
