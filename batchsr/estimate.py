@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -289,14 +290,18 @@ def _cross_least_variance(a: _Half, b: _Half, ka: int, kb: int) -> float:
     return 0.5 * float(va @ cb @ va + vb @ ca @ vb)
 
 
-def _tiles(y: np.ndarray) -> list[np.ndarray]:
-    """The whole plane, or over 2 Mpixel a fixed-seed sample of 128x128 tiles adding up to about 1 Mpixel."""
-    h, w = y.shape
-    if h * w <= _MAX_PIXELS or h < _TILE or w < _TILE:
-        return [y]
-    grid = [(i, j) for i in range(0, h - _TILE + 1, _TILE) for j in range(0, w - _TILE + 1, _TILE)]
+def sample_boxes(height: int, width: int) -> list[tuple[slice, slice]]:
+    """The regions of a (height, width) plane that :func:`noise_sigma` measures: the whole plane,
+    or over 2 Mpixel a fixed-seed sample of 128x128 tiles adding up to about 1 Mpixel."""
+    if height * width <= _MAX_PIXELS or height < _TILE or width < _TILE:
+        return [(slice(0, height), slice(0, width))]
+    grid = [(i, j) for i in range(0, height - _TILE + 1, _TILE) for j in range(0, width - _TILE + 1, _TILE)]
     pick = np.random.default_rng(0).choice(len(grid), size=min(len(grid), _SAMPLE // _TILE**2), replace=False)
-    return [y[grid[t][0] : grid[t][0] + _TILE, grid[t][1] : grid[t][1] + _TILE] for t in np.sort(pick)]
+    return [(slice(grid[t][0], grid[t][0] + _TILE), slice(grid[t][1], grid[t][1] + _TILE)) for t in np.sort(pick)]
+
+
+def _tiles(y: np.ndarray) -> list[np.ndarray]:
+    return [y[box] for box in sample_boxes(*y.shape)]
 
 
 def noise_sigma(y: np.ndarray) -> float:
@@ -310,10 +315,19 @@ def noise_sigma(y: np.ndarray) -> float:
     y = np.asarray(y, np.float32)
     if y.ndim != 2:
         raise ValueError(f"noise_sigma wants a 2-D plane, got shape {y.shape}")
-    if min(y.shape) < _P:
+    return noise_sigma_of(y.shape, lambda box: y[box])
+
+
+def noise_sigma_of(shape: tuple[int, int], luma: Callable[[tuple[slice, slice]], np.ndarray]) -> float:
+    """:func:`noise_sigma` of a plane of ``shape`` that is never made whole: ``luma(box)`` gives
+    the luma (8-bit units) of each region of :func:`sample_boxes`, so a big scan's plane costs
+    the sample's pixels, not its own."""
+    h, w = shape
+    if min(h, w) < _P:
         return float("nan")
-    stride = 2 if y.size >= _STRIDE_PIXELS else 1
-    z, half = (np.concatenate(p) for p in zip(*(_patch_coefficients(t, stride) for t in _tiles(y)), strict=True))
+    stride = 2 if h * w >= _STRIDE_PIXELS else 1
+    tiles = (np.asarray(luma(box), np.float32) for box in sample_boxes(h, w))
+    z, half = (np.concatenate(p) for p in zip(*(_patch_coefficients(t, stride) for t in tiles), strict=True))
     if min(np.count_nonzero(half), np.count_nonzero(~half)) < 2 * _D:
         return float("nan")
     e = np.einsum("ij,ij->i", z, z)
@@ -334,7 +348,7 @@ def noise_sigma(y: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Damage:
-    """What :func:`estimate` found in one image.
+    """What the estimates found in one image (``experiment.damage_of`` makes it).
 
     ``jpeg_quality``: :func:`jpeg_quality` (None: not a JPEG). ``noise_sigma``:
     :func:`noise_sigma` of the luma, in 8-bit levels (NaN for a tiny image).
@@ -342,12 +356,6 @@ class Damage:
 
     jpeg_quality: float | None
     noise_sigma: float
-
-
-def estimate(y: np.ndarray, jpeg_quality: float | None) -> Damage:
-    """All estimates for one decoded image: ``y`` its luma in 8-bit units (H, W), ``jpeg_quality``
-    what :func:`jpeg_quality` read from the file as Pillow opened it (``decode.Picture`` carries it)."""
-    return Damage(jpeg_quality=jpeg_quality, noise_sigma=noise_sigma(y))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from batchsr import color, decode, metrics
 from batchsr.degrade import degrade
-from batchsr.estimate import Damage, estimate
+from batchsr.estimate import Damage, noise_sigma_of
 from batchsr.models import Model
 from batchsr.upscaling import upscale_u8
 
@@ -40,10 +40,19 @@ def psnr_columns(pixels: np.ndarray, model: Model, tile: int | None) -> tuple[fl
 
 
 def damage_of(pic: decode.Picture) -> Damage:
-    """What the input's file and luma say of its damage (the report's jpeg_quality and noise_sigma)."""
-    colour = pic.pixels[..., :3] if pic.pixels.shape[2] >= 3 else None
-    y = color.rgb_to_y(colour) if colour is not None else color.gray_to_y(pic.pixels[..., 0])
-    return estimate(y * np.float32(255.0), pic.jpeg_quality)
+    """What the input's file and luma say of its damage (the report's jpeg_quality and noise_sigma).
+
+    The luma is made only of the regions the noise estimate samples: a big scan's whole
+    plane (8 bytes a pixel, with its temporary) never exists beside the decoded pixels.
+    """
+    px = pic.pixels
+
+    def luma(box: tuple[slice, slice]) -> np.ndarray:
+        part = px[box]
+        y = color.rgb_to_y(part[..., :3]) if px.shape[2] >= 3 else color.gray_to_y(part[..., 0])
+        return y * np.float32(255.0)
+
+    return Damage(jpeg_quality=pic.jpeg_quality, noise_sigma=noise_sigma_of(px.shape[:2], luma))
 
 
 def damage_columns(found: Damage) -> tuple[float | None, float | None]:

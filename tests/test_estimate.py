@@ -246,16 +246,36 @@ def test_big_planes_are_sampled_deterministically(monkeypatch):
     assert len(E._tiles(y)) == 1 and abs(E.noise_sigma(y) - sampled) < 0.05
 
 
-def test_estimate_gives_frozen_damage(shared):
-    path = shared / "data" / "bsds500" / "val" / f"{SMOOTH[0]}.jpg"
-    with Image.open(path) as src:
-        im = reopen(src.convert("RGB"), quality=60)
-    y = y_metric(np.asarray(im.convert("RGB")))
-    d = E.estimate(y, E.jpeg_quality(im))
-    assert d == E.Damage(jpeg_quality=60.0, noise_sigma=E.noise_sigma(y)) and d.noise_sigma < 2
+def test_the_damage_of_a_decoded_file(shared, tmp_path):
+    from batchsr import decode, experiment
+
+    with Image.open(shared / "data" / "bsds500" / "val" / f"{SMOOTH[0]}.jpg") as src:
+        src.convert("RGB").save(tmp_path / "q60.jpg", quality=60)
+        src.convert("RGB").save(tmp_path / "q60.png")
+    pic = decode.load(tmp_path / "q60.jpg")
+    d = experiment.damage_of(pic)
+    y = y_metric(np.asarray(Image.open(tmp_path / "q60.jpg").convert("RGB")))
+    assert d.jpeg_quality == 60.0 and d.noise_sigma == pytest.approx(E.noise_sigma(y), abs=0.01) and d.noise_sigma < 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.noise_sigma = 0.0
-    assert E.estimate(y, E.jpeg_quality(im.convert("RGB"))).jpeg_quality is None
+    assert experiment.damage_of(decode.load(tmp_path / "q60.png")).jpeg_quality is None
+
+
+def test_a_big_scan_is_measured_without_its_whole_luma(monkeypatch):
+    """Over 2 Mpixel only the sampled 128x128 tiles are ever turned into luma."""
+    from batchsr import color, decode, experiment
+
+    rng = np.random.default_rng(3)
+    h, w = 1500, 1600
+    base = np.linspace(0.2, 0.8, w, dtype=np.float32)[None, :, None].repeat(h, 0).repeat(3, 2)
+    px = np.clip(base + rng.normal(0, 4 / 219, (h, w, 1)).astype(np.float32), 0, 1)
+    whole = E.noise_sigma(color.rgb_to_y(px) * np.float32(255.0))
+    sizes = []
+    real = color.rgb_to_y
+    monkeypatch.setattr(color, "rgb_to_y", lambda rgb: sizes.append(rgb.shape[:2]) or real(rgb))
+    d = experiment.damage_of(decode.Picture(px, 8, "PNG"))
+    assert sizes and max(a * b for a, b in sizes) == E._TILE**2 and len(sizes) == len(E.sample_boxes(h, w))
+    assert d.noise_sigma == pytest.approx(whole, rel=1e-5) and abs(d.noise_sigma - 4) < 0.3
 
 
 # --- the error table (not a test) ----------------------------------------------------------------
