@@ -163,12 +163,18 @@ class State:
             _warned.add(ident)
         log.warning("%s %s", self.path, what)
 
+    def check(self, out_rel: str, key: str | None) -> tuple[dict | None, str | None]:
+        """What one look at the file at ``out_rel`` says (one ``lstat``): its entry if that output
+        is up to date for ``key`` (else None), and otherwise why the file there is not batchsr's to
+        replace (see :meth:`foreign`; None when it may be written)."""
+        st, e = self._on_disk(out_rel)
+        if key is not None and e is not None and e.get("key") == key:
+            return e, None
+        return None, self._foreign(out_rel, st, e)
+
     def done(self, out_rel: str, key: str | None) -> dict | None:
         """The entry for ``out_rel`` if that output is up to date for ``key``, else None."""
-        if key is None:
-            return None
-        _, e = self._on_disk(out_rel)
-        return e if e is not None and e.get("key") == key else None
+        return self.check(out_rel, key)[0]
 
     def foreign(self, out_rel: str) -> str | None:
         """Why the file at ``out_rel`` is not batchsr's to replace (a phrase: "was changed since
@@ -178,7 +184,9 @@ class State:
         With lines of the record lost to damage, an unrecorded file is taken as
         batchsr's: a damaged record costs at worst redoing images.
         """
-        st, e = self._on_disk(out_rel)
+        return self._foreign(out_rel, *self._on_disk(out_rel))
+
+    def _foreign(self, out_rel: str, st: os.stat_result | None, e: dict | None) -> str | None:
         if st is None or e is not None or out_rel in self.pending:
             return None
         if out_rel in self.entries:

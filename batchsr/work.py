@@ -136,10 +136,10 @@ def plan(cfg: RunConfig, choice: Choice | Model) -> list[tuple[Job | Skip, dict 
                 )
             )
             continue
-        entry = state.done(item.rel.as_posix(), recipe_key(item, choice, cfg)) if state else None
+        entry, why = state.check(item.rel.as_posix(), recipe_key(item, choice, cfg)) if state else (None, None)
         # Behind a link in OUTPUT (never written through) process() reports the link instead.
-        linked = os.path.realpath((output / item.rel).parent) != os.path.join(out_root, *item.rel.parent.parts)
-        why = state.foreign(item.rel.as_posix()) if state and entry is None and not linked else None
+        if why and os.path.realpath((output / item.rel).parent) != os.path.join(out_root, *item.rel.parent.parts):
+            why = None
         if why:
             out.append(
                 (

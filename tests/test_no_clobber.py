@@ -150,3 +150,29 @@ def test_a_rerun_report_keeps_the_figures_and_notes_of_earlier_runs(tmp_path, ra
     # A third run reads the record the second one compacted: still the same figures.
     _, third = run_folder(inp, out, random_model, psnr=True, format="png")
     assert {k: third["a.jpg"][k] for k in carried} == {k: first["a.jpg"][k] for k in carried}
+
+
+def test_planning_looks_at_each_output_once(tmp_path, random_model, run_folder, monkeypatch):
+    """The resume state looks at each output path once while planning (one lstat), whether the
+    output is up to date, stale or the user's."""
+    import os
+
+    from batchsr import work
+    from batchsr.config import RunConfig
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for i in range(3):
+        photo(i, 12, 10).save(inp / f"{i}.png")
+    run_folder(inp, out, random_model)
+    os.utime(inp / "1.png", ns=(1, 1))  # a changed input: its output is stale
+    (out / "3.png").write_bytes(b"mine")
+    photo(3, 12, 10).save(inp / "3.png")  # its output path holds the user's file
+    seen = []
+    real = State._on_disk
+    monkeypatch.setattr(State, "_on_disk", lambda self, rel: seen.append(rel) or real(self, rel))
+    cfg = RunConfig(input=inp, output=out, model=random_model.name, scale=random_model.scale, psnr=False)
+    items = work.plan(cfg, random_model)
+    assert sorted(seen) == [f"{i}.png" for i in range(4)]
+    assert [type(i).__name__ for i, _ in items] == ["Job", "Job", "Job", "Skip"]
+    assert items[0][1] is not None and items[1][1] is None  # 0.png up to date, 1.png stale
