@@ -322,7 +322,7 @@ def memory_bench(scale: int, jobs: int) -> list[dict]:
                     big.save(folder / f"scan{suffix}", **({"quality": 92} if suffix == ".jpg" else {}))
                 out = Path(tmp) / f"out_{w}x{h}{suffix}"
                 wall, rss, _ = _measure(
-                    _wrapped(_batchsr(folder, out, "default", scale, "--jobs", str(jobs), "--quiet"))
+                    _wrapped(_batchsr(folder, out, "auto", scale, "--jobs", str(jobs), "--quiet"))
                 )
                 rows.append(
                     {
