@@ -55,6 +55,9 @@ BATCHING_PROVIDERS = {
     "DmlExecutionProvider",
     "ROCMExecutionProvider",
 }
+# Providers that compile the model for each input shape they meet (seconds a shape on CoreML):
+# auto tiling gives them one window shape and a fixed batch (upscaling.FIXED_BATCH).
+SHAPE_COMPILING_PROVIDERS = {"CoreMLExecutionProvider", "TensorrtExecutionProvider"}
 PROVIDER_OPTIONS = {
     "CoreMLExecutionProvider": {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"},
     # cuDNN's default EXHAUSTIVE search benchmarks every convolution algorithm for each new
@@ -221,6 +224,12 @@ class Session:
         """Whether feeding several tiles per call pays: accelerators do, the CPU gains nothing
         and would hold every tile's activations at once."""
         return bool(self.providers) and self.providers[0] in BATCHING_PROVIDERS
+
+    @property
+    def fixed_shapes(self) -> bool:
+        """Whether the provider running the model compiles per input shape, so runs should keep
+        to one shape (:data:`SHAPE_COMPILING_PROVIDERS`)."""
+        return bool(self.providers) and self.providers[0] in SHAPE_COMPILING_PROVIDERS
 
     def run(self, y: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(y, dtype=np.float32)[None, :, :, None]

@@ -72,6 +72,7 @@ def iter_tiles(
     radius: int,
     model: Callable[[np.ndarray], np.ndarray],
     model_batch: Callable[[np.ndarray], np.ndarray] | None = None,
+    batch_size: int | None = None,
 ) -> Iterator[tuple[Tile, np.ndarray]]:
     """Run ``model`` tile by tile; yield each tile with its cropped output (its core, upscaled).
 
@@ -79,13 +80,22 @@ def iter_tiles(
     With ``model_batch`` ((n, h, w) -> (n, h*scale, w*scale)), the windows of
     one tile row, which all have the same shape, run in one call: a GPU or
     the Neural Engine is fed a batch instead of one small window at a time.
+    With ``batch_size`` too, every call gets exactly that many windows (the
+    last group of a row padded with copies of its last window, whose outputs
+    are dropped), so a runtime that compiles per shape sees one shape.
     """
     h, w = image.shape
     col_spans = spans(w, tile, radius)
     for r_span in spans(h, tile, radius):
         row = [Tile(r_span, c) for c in col_spans]
         windows = [image[t.rows.win0 : t.rows.win1, t.cols.win0 : t.cols.win1] for t in row]
-        if model_batch is not None and len(row) > 1:
+        if model_batch is not None and batch_size:
+            outs = []
+            for g in range(0, len(windows), batch_size):
+                group = windows[g : g + batch_size]
+                padded = group + [group[-1]] * (batch_size - len(group))
+                outs += list(model_batch(np.stack(padded)))[: len(group)]
+        elif model_batch is not None and len(row) > 1:
             outs = list(model_batch(np.stack(windows)))
         else:
             outs = [model(win) for win in windows]
