@@ -321,9 +321,7 @@ def memory_bench(scale: int, jobs: int) -> list[dict]:
                     big = im.convert("RGB").resize((w, h), Image.BICUBIC)
                     big.save(folder / f"scan{suffix}", **({"quality": 92} if suffix == ".jpg" else {}))
                 out = Path(tmp) / f"out_{w}x{h}{suffix}"
-                wall, rss, _ = _measure(
-                    _wrapped(_batchsr(folder, out, "auto", scale, "--jobs", str(jobs), "--quiet"))
-                )
+                wall, rss, _ = _measure(_wrapped(_batchsr(folder, out, "auto", scale, "--jobs", str(jobs), "--quiet")))
                 rows.append(
                     {
                         "format": suffix[1:].upper(),
