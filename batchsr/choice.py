@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from functools import lru_cache
 from typing import Callable
 
@@ -60,8 +60,7 @@ class Choice:
         checksums and the rule (a change to any of them redoes the outputs)."""
         if self.damaged is None:
             return self.clean.sha256
-        rule = [self.rule.max_jpeg_quality, self.rule.min_noise_sigma]
-        recipe = [AUTO, self.clean.sha256, self.damaged.sha256, rule]
+        recipe = [AUTO, self.clean.sha256, self.damaged.sha256, list(astuple(self.rule))]
         return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()
 
     def pick(self, damage: Damage | None) -> tuple[Model, str | None]:
