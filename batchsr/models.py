@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -186,10 +185,4 @@ def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | 
     return Model(name, model_scale, radius, session, meta, digest, source if isinstance(source, Path) else None)
 
 
-@lru_cache(maxsize=8)
-def cached(model: str = "default", scale: int | None = None, precision: str = "fp32") -> Model:
-    """:func:`load` once per (model, scale, precision) for library callers such as :func:`batchsr.upscale`."""
-    return load(model, scale, precision=precision)
-
-
-__all__ = ["SessionError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "cached", "resolve", "shipped"]
+__all__ = ["SessionError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "resolve", "shipped"]
