@@ -14,7 +14,7 @@ carry the row's figures and notes, so a rerun's report still describes
 every image (:func:`figures`).
 
 The record is also what tells batchsr's outputs from the user's files
-(:meth:`State.foreign`): a file at an output path that no line describes, or
+(:meth:`State.check`): a file at an output path that no line describes, or
 that changed since its line was written, is not batchsr's to replace. A
 driver that renames outputs before it can record them (the Ray engine)
 first writes a ``pending`` line for the path (:meth:`State.intend`).
@@ -166,25 +166,16 @@ class State:
     def check(self, out_rel: str, key: str | None) -> tuple[dict | None, str | None]:
         """What one look at the file at ``out_rel`` says (one ``lstat``): its entry if that output
         is up to date for ``key`` (else None), and otherwise why the file there is not batchsr's to
-        replace (see :meth:`foreign`; None when it may be written)."""
-        st, e = self._on_disk(out_rel)
-        if key is not None and e is not None and e.get("key") == key:
-            return e, None
-        return None, self._foreign(out_rel, st, e)
-
-    def done(self, out_rel: str, key: str | None) -> dict | None:
-        """The entry for ``out_rel`` if that output is up to date for ``key``, else None."""
-        return self.check(out_rel, key)[0]
-
-    def foreign(self, out_rel: str) -> str | None:
-        """Why the file at ``out_rel`` is not batchsr's to replace (a phrase: "was changed since
-        batchsr wrote it"), or None when the path is free or holds an output batchsr wrote and
-        nobody changed since.
+        replace (a phrase: "was changed since batchsr wrote it"), None when the path is free or
+        holds an output batchsr wrote and nobody changed since.
 
         With lines of the record lost to damage, an unrecorded file is taken as
         batchsr's: a damaged record costs at worst redoing images.
         """
-        return self._foreign(out_rel, *self._on_disk(out_rel))
+        st, e = self._on_disk(out_rel)
+        if key is not None and e is not None and e.get("key") == key:
+            return e, None
+        return None, self._foreign(out_rel, st, e)
 
     def _foreign(self, out_rel: str, st: os.stat_result | None, e: dict | None) -> str | None:
         if st is None or e is not None or out_rel in self.pending:

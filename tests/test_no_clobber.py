@@ -93,8 +93,8 @@ def test_the_record_knows_the_file_on_disk_when_a_later_write_never_renamed(tmp_
     newer = {"out": "a.png", "key": KEY, "size": 999, "mtime_ns": 5}
     (tmp_path / STATE_NAME).write_text(json.dumps(older) + "\n" + json.dumps(newer) + "\n")
     state = State(tmp_path)
-    assert state.foreign("a.png") is None
-    assert state.done("a.png", older["key"]) == older and state.done("a.png", KEY) is None
+    assert state.check("a.png", None)[1] is None
+    assert state.check("a.png", older["key"])[0] == older and state.check("a.png", KEY)[0] is None
     state.compact()
     state.close()
     assert [json.loads(x) for x in (tmp_path / STATE_NAME).read_text().splitlines()] == [older]
@@ -108,18 +108,18 @@ def test_a_pending_line_makes_an_unrecorded_output_batchsrs(tmp_path):
     state.intend("a.png")
     state.close()
     again = State(tmp_path)
-    assert again.foreign("a.png") is None
-    assert again.foreign("b.png") == "is a file that batchsr did not write"
-    assert again.foreign("c.png") is None  # nothing there: free
+    assert again.check("a.png", None)[1] is None
+    assert again.check("b.png", None)[1] == "is a file that batchsr did not write"
+    assert again.check("c.png", None)[1] is None  # nothing there: free
     again.compact()  # the pending line survives compaction while its file is unrecorded
     again.close()
-    assert State(tmp_path).foreign("a.png") is None
+    assert State(tmp_path).check("a.png", None)[1] is None
 
 
 def test_a_damaged_record_costs_redoing_not_leaving_alone(tmp_path):
     (tmp_path / "a.png").write_bytes(b"an output whose line was lost")
     (tmp_path / STATE_NAME).write_bytes(b"\x00\xff garbage\n")
-    assert State(tmp_path).foreign("a.png") is None
+    assert State(tmp_path).check("a.png", None)[1] is None
 
 
 def test_a_rerun_report_keeps_the_figures_and_notes_of_earlier_runs(tmp_path, random_model, run_folder):

@@ -134,7 +134,7 @@ def test_resume_api_survives_any_damage(tmp_path, kind):
     ).encode()
     DAMAGE[kind](out / STATE_NAME, good)
     state = _in_thread(lambda: State(out), out / STATE_NAME)
-    entry = state.done("a.png", KEY)
+    entry = state.check("a.png", KEY)[0]
     if kind in KEEPS_GOOD_LINES:
         assert entry is not None and entry["width"] == 2
     else:
@@ -146,10 +146,10 @@ def test_resume_api_survives_any_damage(tmp_path, kind):
     state.close()
     again = _in_thread(lambda: State(out), out / STATE_NAME)
     if kind in NOT_A_FILE:
-        assert again.done("a.png", KEY) is None  # could not be recorded: redone next time too
+        assert again.check("a.png", KEY)[0] is None  # could not be recorded: redone next time too
         assert (kind == "a directory") == (out / STATE_NAME / "keep.txt").exists()  # left alone
     else:
-        assert again.done("a.png", KEY)["out_width"] == 6  # the record works again
+        assert again.check("a.png", KEY)[0]["out_width"] == 6  # the record works again
         lines = [json.loads(x) for x in (out / STATE_NAME).read_text().splitlines()]
         assert lines and all(e["out"] == "a.png" and e["key"] == KEY for e in lines)  # damage compacted away
 
