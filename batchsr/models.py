@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from batchsr.accelerator import open_sessions
 from batchsr.precision import choose_precision, cpu_flags
 from batchsr.session import Session, SessionError, SessionOptions, available_providers, choose_providers
 
@@ -118,6 +119,18 @@ class Model:
     metadata: dict
     sha256: str
     source: Path | None = None  # the file it was opened from (None: from bytes)
+    # Beside an accelerator's session: the CPU session for images it cannot take (see session_for).
+    cpu: Session | None = None
+    note: str | None = None  # why the model runs on the CPU although an accelerator was chosen
+
+    def session_for(self, height: int, width: int) -> Session:
+        """The session that runs an LR image of this size: the main one, or the CPU session
+        where the main one is pinned to windows larger than the image (padding the image to
+        the window would break exact tiling's zero-padded border)."""
+        window = self.session.window
+        if window and self.cpu is not None and (height < window[1] or width < window[2]):
+            return self.cpu
+        return self.session
 
     @property
     def precision(self) -> str:
@@ -169,8 +182,8 @@ def from_bytes(data: bytes, name: str, sha256: str, options: SessionOptions = Se
 
 
 def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | None, options: SessionOptions) -> Model:
-    session = Session(source, options)
-    meta = session.metadata
+    sessions = open_sessions(source, options, digest)
+    meta = sessions.main.metadata
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
         raise ModelError(
@@ -182,7 +195,8 @@ def _open(source: Path | bytes, what: str, name: str, digest: str, scale: int | 
         raise ModelError(f"{what} has malformed batchsr metadata") from None
     if scale and model_scale != scale:
         raise ModelError(f"{what} is an x{model_scale} model, but --scale {scale} was asked for")
-    return Model(name, model_scale, radius, session, meta, digest, source if isinstance(source, Path) else None)
+    path = source if isinstance(source, Path) else None
+    return Model(name, model_scale, radius, sessions.main, meta, digest, path, sessions.cpu, sessions.note)
 
 
 __all__ = ["SessionError", "Model", "ModelEntry", "ModelError", "load", "from_bytes", "resolve", "shipped"]

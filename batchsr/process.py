@@ -162,9 +162,11 @@ def _choose(choice: Choice, pic: decode.Picture, row: Row, notes: list[str], col
         except Exception as exc:  # an estimate must never cost the image
             notes.append(f"damage estimate failed ({type(exc).__name__})")
     model, seen = choice.pick(damage)
-    row.model, row.providers = model.label, model.session.ran_on
+    row.model, row.providers = model.label, model.session_for(pic.height, pic.width).ran_on
     if seen:
         notes.append(f"{model.name} chosen for {seen}")
+    if model.note:
+        notes.append(model.note)
     return model
 
 

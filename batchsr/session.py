@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, replace
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
+
+from batchsr import tiling
 
 log = logging.getLogger("batchsr")
 
@@ -45,9 +49,6 @@ ALIASES = {
     "dml": "DmlExecutionProvider",
     "rocm": "ROCMExecutionProvider",
 }
-# Options for providers whose defaults do not suit us. CoreML: ML Program
-# format on all compute units (CPU, GPU, Neural Engine); our fixed tile shapes
-# keep its per-shape compilation to one or two shapes per run.
 BATCHING_PROVIDERS = {
     "CUDAExecutionProvider",
     "CoreMLExecutionProvider",
@@ -56,9 +57,14 @@ BATCHING_PROVIDERS = {
     "ROCMExecutionProvider",
 }
 # Providers that compile the model for each input shape they meet (seconds a shape on CoreML):
-# auto tiling gives them one window shape and a fixed batch (upscaling.FIXED_BATCH).
+# their sessions are pinned to one window shape and batch (Session's ``window``), so a run
+# compiles once; images smaller than one window run on the CPU session beside them.
 SHAPE_COMPILING_PROVIDERS = {"CoreMLExecutionProvider", "TensorrtExecutionProvider"}
+# Options for providers whose defaults do not suit us.
 PROVIDER_OPTIONS = {
+    # ML Program (the NeuralNetwork format is deprecated and has no fp16 path) on every compute
+    # unit CoreML will use: an fp32 program runs on the GPU and CPU, the Neural Engine only
+    # takes fp16. RequireStaticInputShapes and ModelCacheDirectory are added per session.
     "CoreMLExecutionProvider": {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"},
     # cuDNN's default EXHAUSTIVE search benchmarks every convolution algorithm for each new
     # input shape, and tile batches change shape with the image width; HEURISTIC picks at once.
@@ -73,12 +79,38 @@ DEVICE_PROVIDERS = {
 }
 
 
-def provider_options(provider: str, device: int | None = None) -> dict[str, str]:
-    """The options batchsr passes to ``provider``, on GPU ``device`` where given. Pure."""
+def provider_options(
+    provider: str, device: int | None = None, static_shapes: bool = False, cache_dir: str | None = None
+) -> dict[str, str]:
+    """The options batchsr passes to ``provider``: on GPU ``device`` where given; for CoreML with
+    ``static_shapes`` (a pinned session) only static-shaped nodes taken, and its compiled model
+    kept in ``cache_dir``. Pure."""
     options = dict(PROVIDER_OPTIONS.get(provider, {}))
     if device is not None and provider in DEVICE_PROVIDERS:
         options["device_id"] = str(device)
+    if provider == "CoreMLExecutionProvider":
+        if static_shapes:
+            options["RequireStaticInputShapes"] = "1"
+        if cache_dir:
+            options["ModelCacheDirectory"] = cache_dir
     return options
+
+
+def user_cache_dir(platform: str = sys.platform, env: Mapping[str, str] = os.environ) -> Path:
+    """batchsr's folder in the user's cache folder: ``~/Library/Caches/batchsr`` on macOS,
+    ``$XDG_CACHE_HOME/batchsr`` (default ``~/.cache/batchsr``) elsewhere. Pure."""
+    home = Path(env.get("HOME") or Path.home())
+    if platform == "darwin":
+        return home / "Library" / "Caches" / "batchsr"
+    return Path(env.get("XDG_CACHE_HOME") or home / ".cache") / "batchsr"
+
+
+def compiled_model_dir(root: Path, sha256: str, ort_version: str, window: tuple[int, int, int]) -> Path:
+    """Where a provider keeps the model it compiled for one window shape: one folder per model
+    checksum, onnxruntime version and shape, because the CoreML provider does not check whether
+    a cached compilation still matches the model (it keys it by the model's path). Pure."""
+    shape = "x".join(str(d) for d in window)
+    return root / "compiled" / f"{sha256[:16]}-ort{ort_version}-{shape}"
 
 
 def placement_label(placement: dict[str, int]) -> str:
@@ -140,6 +172,21 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None =
     return chosen
 
 
+def _cache_dir(options: SessionOptions, sha256: str | None, ort_version: str, pin) -> str | None:
+    """The compiled-model folder of a pinned session (created), or None: no pin or checksum
+    to key it by, caching turned off (``model_cache=""``), or a folder that cannot be made."""
+    if not pin or not sha256 or options.model_cache == "":
+        return None
+    root = Path(options.model_cache) if options.model_cache else user_cache_dir()
+    folder = compiled_model_dir(root, sha256, ort_version, tuple(pin.values()))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("no compiled-model cache (%s): each run compiles the model again", exc)
+        return None
+    return str(folder)
+
+
 def available_providers() -> list[str]:
     ort = import_onnxruntime()
 
@@ -167,16 +214,30 @@ class SessionOptions:
     # onnxruntime's threads spin while idle by default, which steals the CPU
     # from decode/encode work running beside inference.
     spinning: bool = False
+    # Sessions on SHAPE_COMPILING_PROVIDERS are pinned to windows of this tile plus twice the
+    # model's radius, tiling.FIXED_BATCH at a time; None leaves them every shape (--tile 0).
+    fixed_tile: int | None = tiling.AUTO_TILE
+    # The folder CoreML's compiled models are kept in; None: user_cache_dir(), "" none kept.
+    model_cache: str | None = None
 
 
 class Session:
     """An onnxruntime session for a single-channel super-resolution model (NHWC, 1 channel).
 
     ``run`` takes an (H, W) float32 array in model units and returns the
-    (H*scale, W*scale) float32 output.
+    (H*scale, W*scale) float32 output. With ``pin`` ({input dimension name: size}) the
+    session takes that one input shape only (``window``), which onnxruntime then knows
+    when it partitions the graph: CoreML compiles it once, as one static-shaped model.
+    ``sha256`` (of the model's bytes) keys CoreML's compiled-model cache.
     """
 
-    def __init__(self, model: str | os.PathLike | bytes, options: SessionOptions = SessionOptions()):
+    def __init__(
+        self,
+        model: str | os.PathLike | bytes,
+        options: SessionOptions = SessionOptions(),
+        pin: Mapping[str, int] | None = None,
+        sha256: str | None = None,
+    ):
         ort = import_onnxruntime()
 
         so = ort.SessionOptions()
@@ -186,8 +247,11 @@ class Session:
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
         # Where onnxruntime placed each node (placement); older versions ignore the entry.
         so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+        for name, size in (pin or {}).items():
+            so.add_free_dimension_override_by_name(name, size)
         providers = choose_providers(ort.get_available_providers(), options.providers)
-        provider_args = [(p, provider_options(p, options.device)) for p in providers]
+        cache = _cache_dir(options, sha256, ort.__version__, pin) if providers[0] in SHAPE_COMPILING_PROVIDERS else None
+        provider_args = [(p, provider_options(p, options.device, bool(pin), cache)) for p in providers]
         source = model if isinstance(model, bytes) else str(model)
         try:
             self._session = ort.InferenceSession(source, sess_options=so, providers=provider_args)
@@ -198,7 +262,8 @@ class Session:
         if len(inputs) != 1 or (inputs[0].shape and inputs[0].shape[-1] not in (1, "1")):
             raise SessionError("the model must take one NHWC input with 1 channel (Y)")
         self._input = inputs[0].name
-        self._source, self.options = model, options
+        self.input_shape: list[int | str | None] = list(inputs[0].shape)
+        self._source, self.options, self._pin, self._sha256 = model, options, dict(pin or {}), sha256
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.providers: list[str] = list(self._session.get_providers())
         self.placement: dict[str, int] = _placement(self._session)
@@ -211,9 +276,16 @@ class Session:
         when split; the registered providers where this onnxruntime cannot tell."""
         return placement_label(self.placement) or ",".join(self.providers)
 
+    @property
+    def window(self) -> tuple[int, int, int] | None:
+        """(batch, height, width): the one input shape a pinned session takes; None when it
+        takes any."""
+        n, h, w = self.input_shape[:3] if len(self.input_shape) == 4 else (None, None, None)
+        return (n, h, w) if self._pin and all(isinstance(d, int) for d in (n, h, w)) else None
+
     def with_threads(self, threads: int) -> "Session":
-        """A second session of the same model and providers with ``threads`` intra-op threads."""
-        return Session(self._source, replace(self.options, threads=threads))
+        """A second session of the same model, providers and pin with ``threads`` intra-op threads."""
+        return Session(self._source, replace(self.options, threads=threads), self._pin, self._sha256)
 
     @property
     def on_cpu(self) -> bool:
@@ -224,12 +296,6 @@ class Session:
         """Whether feeding several tiles per call pays: accelerators do, the CPU gains nothing
         and would hold every tile's activations at once."""
         return bool(self.providers) and self.providers[0] in BATCHING_PROVIDERS
-
-    @property
-    def fixed_shapes(self) -> bool:
-        """Whether the provider running the model compiles per input shape, so runs should keep
-        to one shape (:data:`SHAPE_COMPILING_PROVIDERS`)."""
-        return bool(self.providers) and self.providers[0] in SHAPE_COMPILING_PROVIDERS
 
     def run(self, y: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(y, dtype=np.float32)[None, :, :, None]

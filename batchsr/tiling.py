@@ -21,6 +21,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+# The tile of images too large to run whole, in LR pixels: 256 + 2R a window.
+AUTO_TILE = 256
+# Windows per call on a session pinned to one shape (CoreML, TensorRT): a 4050-wide scan's
+# tile row at 256 is 16 windows, 4 calls; a row's last call is padded to 4.
+FIXED_BATCH = 4
+
 
 @dataclass(frozen=True)
 class Span:

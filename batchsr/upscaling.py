@@ -20,28 +20,17 @@ from batchsr.models import Model
 AUTO_WHOLE_MAX_PIXELS = 512 * 512
 
 
-AUTO_TILE = 256
-
-
 # Output pixels merged (chroma resize, YCbCr -> RGB, quantisation) at a time:
 # a B100 photo in one go, a 4050-wide row of tiles in bands of about 43 LR
 # rows; each float temporary is at most 2 MB.
 MERGE_PIXELS = 1 << 19
 
 
-# Windows per call for a provider that compiles per shape: a 4050-wide scan's tile row
-# at 256 is 16 windows, 4 calls; a row's last call is padded to 4.
-FIXED_BATCH = 4
-
-
-def effective_tile(tile: int | None, height: int, width: int, fixed_shapes: bool = False) -> int:
-    """The tile size to use (0 = whole image) for a --tile value (None = auto). With
-    ``fixed_shapes`` (CoreML) auto always tiles, so every image at least one window across
-    runs in windows of one shape; a smaller one is its own window."""
+def effective_tile(tile: int | None, height: int, width: int) -> int:
+    """The tile size to use (0 = whole image) for a --tile value (None = auto) on a session that
+    takes any shape (a pinned one tiles at its own window, :meth:`Model.session_for`)."""
     if tile is None:
-        if fixed_shapes:
-            return AUTO_TILE
-        return 0 if height * width <= AUTO_WHOLE_MAX_PIXELS else AUTO_TILE
+        return 0 if height * width <= AUTO_WHOLE_MAX_PIXELS else tiling.AUTO_TILE
     return tile
 
 
@@ -82,14 +71,16 @@ def upscale_bands(
         y = color.gray_to_y(pixels[..., 0])
         planes = ()
     alpha = np.ascontiguousarray(pixels[..., -1], dtype=np.float32) if has_alpha else None
-    fixed = model.session.fixed_shapes
-    t = effective_tile(tile, h, w, fixed)
+    session = model.session_for(h, w)
+    window = session.window
+    # A pinned session tiles at its own window, whatever ``tile`` says (the output is the same).
+    t = window[1] - 2 * model.radius if window else effective_tile(tile, h, w)
     merge_rows = max(1, MERGE_PIXELS // (w * s * s))  # LR rows per merged sub-band
     lo, hi = np.inf, -np.inf
     parts: list[np.ndarray] = []
     current = None
-    batch = model.session.run_batch if model.session.batches else None
-    tiles = tiling.iter_tiles(y, s, t, model.radius, model.session.run, batch, FIXED_BATCH if fixed else None)
+    batch = session.run_batch if session.batches or window else None
+    tiles = tiling.iter_tiles(y, s, t, model.radius, session.run, batch, window[0] if window else None)
     for tl, part in itertools.chain(tiles, [(None, None)]):  # lazily: one tile row in memory
         if current is not None and (tl is None or tl.rows != current):
             y_sr = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]

@@ -10,7 +10,7 @@ from onnxruntime.tools import onnx_model_utils
 from onnxruntime.tools.mobile_helpers import usability_checker
 
 from batchsr import models
-from batchsr.upscaling import AUTO_TILE
+from batchsr.tiling import AUTO_TILE
 from train.graph import GraphError, clean_sub_pixel, is_clean, same_outputs
 
 SHIPPED = models.shipped()

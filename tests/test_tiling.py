@@ -102,25 +102,3 @@ def test_a_fixed_batch_pads_the_last_group_and_keeps_one_shape(random_model):
     for (_, a), (_, b) in zip(single, fixed, strict=True):
         np.testing.assert_allclose(a, b, atol=2e-5)
     assert len(set(calls)) == 1 and calls[0][0] == 3 and len(calls) == 2 * 4  # 4 rows, 2 calls each
-
-
-def test_shape_compiling_providers_get_one_window_shape_and_batch(random_model, monkeypatch):
-    """On CoreML (here a CPU session told it compiles per shape) auto tiling always tiles, and
-    every call is FIXED_BATCH windows of one shape; the pixels are those of a whole-image run."""
-    from batchsr import session, upscaling
-
-    px = np.random.default_rng(7).uniform(0, 1, (300, 700, 3)).astype(np.float32)
-    whole = upscaling.upscale_pixels(px, random_model)
-    calls = []
-    real = session.Session.run_batch
-    monkeypatch.setattr(session.Session, "fixed_shapes", property(lambda self: True))
-    monkeypatch.setattr(session.Session, "batches", property(lambda self: True))
-    monkeypatch.setattr(session.Session, "run_batch", lambda self, ys: calls.append(ys.shape) or real(self, ys))
-    monkeypatch.setattr(session.Session, "run", lambda self, y: pytest.fail(f"a lone window of {y.shape}"))
-    tiled = upscaling.upscale_pixels(px, random_model)
-    window = upscaling.AUTO_TILE + 2 * random_model.radius
-    assert set(calls) == {(upscaling.FIXED_BATCH, window, window)}
-    np.testing.assert_allclose(tiled, whole, atol=2e-5)
-    assert random_model.session.fixed_shapes is True  # the patch held; on the CPU it is False:
-    monkeypatch.undo()
-    assert random_model.session.fixed_shapes is False
