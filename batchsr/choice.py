@@ -19,6 +19,7 @@ from batchsr.config import RunConfig
 from batchsr.estimate import Damage, DamageRule
 from batchsr.models import Model, ModelError, load, resolve
 from batchsr.session import SessionOptions, threads_per_job
+from batchsr.tiling import AUTO_TILE
 
 AUTO = "auto"
 CLEAN, DAMAGED = "default", "photo"  # the shipped models auto chooses between
@@ -107,6 +108,14 @@ def cached_choice(model: str = AUTO, scale: int | None = None, precision: str = 
     return load_choice(model, scale, precision=precision)
 
 
+def session_options(cfg: RunConfig, threads: int) -> SessionOptions:
+    """The sessions' options for a run of ``cfg`` with ``threads`` intra-op threads each: its
+    providers and GPU, and the window a shape-compiling provider is pinned to (``--tile N``'s,
+    default :data:`batchsr.tiling.AUTO_TILE`; ``--tile 0`` pins none: every image its own shape)."""
+    fixed_tile = AUTO_TILE if cfg.tile is None else (cfg.tile or None)
+    return SessionOptions(providers=cfg.providers, threads=threads, device=cfg.device, fixed_tile=fixed_tile)
+
+
 def load_for_run(cfg: RunConfig) -> tuple[Choice, RunConfig]:
     """The run's models, opened the one way the CLI and :func:`batchsr.run_folder` both use, and
     ``cfg`` with the scale and precision they resolved to.
@@ -117,6 +126,5 @@ def load_for_run(cfg: RunConfig) -> tuple[Choice, RunConfig]:
     or SessionError with one line.
     """
     threads = cfg.threads or (threads_per_job(cfg.jobs) if cfg.engine == "local" else 0)
-    options = SessionOptions(providers=cfg.providers, threads=threads, device=cfg.device)
-    choice = load_choice(cfg.model, cfg.scale, options, cfg.precision)
+    choice = load_choice(cfg.model, cfg.scale, session_options(cfg, threads), cfg.precision)
     return choice, replace(cfg, scale=choice.scale, precision=choice.clean.precision)

@@ -63,11 +63,11 @@ from typing import Iterable, Iterator
 
 from batchsr import models
 from batchsr.atomic import TMP_SUFFIX
-from batchsr.choice import Choice
+from batchsr.choice import Choice, session_options
 from batchsr.distribute import EngineUnavailable, ItemWork
 from batchsr.report import ERROR, OK, Row
 from batchsr.runner import ImageRunner
-from batchsr.session import SessionOptions, threads_per_job
+from batchsr.session import threads_per_job
 from batchsr.tuning import own_process
 
 log = logging.getLogger("batchsr")
@@ -158,7 +158,7 @@ class ImageWorker:
         own_process()  # this actor's process is batchsr's: its cores and memory are the images'
         self.cfg = cfg
         self.output_root = Path(output_root)
-        options = SessionOptions(providers=cfg.providers, threads=threads, device=cfg.device)
+        options = session_options(cfg, threads)
         loaded = [models.from_bytes(b, name, sha, options) for (name, sha), b in zip(names, blobs, strict=True)]
         self.choice = Choice(loaded[0], loaded[1], rule) if len(loaded) > 1 else Choice(loaded[0])
         # The local engine's per-image part: memory budget, and every CPU for an image that runs alone.

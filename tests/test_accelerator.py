@@ -201,3 +201,17 @@ def test_the_cache_folder_is_made_or_left_out_with_a_warning(tmp_path, caplog):
     (tmp_path / "file").write_text("in the way")
     assert session._cache_dir(SessionOptions(model_cache=str(tmp_path / "file")), "ab" * 32, "1.32.0", pin) is None
     assert "each run compiles the model again" in caplog.text
+
+
+@pytest.mark.parametrize("tile,fixed_tile", [(None, tiling.AUTO_TILE), (128, 128), (0, None)])
+def test_the_runs_tile_decides_the_pinned_window(random_model_path, tile, fixed_tile):
+    """--tile N pins shape-compiling providers to windows of N + 2R; --tile 0 (whole images) pins
+    none, so each image size is its own shape there."""
+    from batchsr.choice import session_options
+    from batchsr.config import RunConfig
+
+    options = session_options(RunConfig(input=Path("in"), output=Path("out"), tile=tile), threads=1)
+    assert options.fixed_tile == fixed_tile
+    m = _model(random_model_path, [COREML, CPU], replace(options, model_cache=""))
+    side = fixed_tile + 2 * m.radius if fixed_tile else None
+    assert m.session.window == ((tiling.FIXED_BATCH, side, side) if side else None)
