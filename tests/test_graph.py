@@ -10,18 +10,19 @@ from onnxruntime.tools import onnx_model_utils
 from onnxruntime.tools.mobile_helpers import usability_checker
 
 from batchsr import models
-from batchsr.tiling import AUTO_TILE
+from batchsr.tiling import AUTO_TILE, FIXED_BATCH
 from train.graph import GraphError, clean_sub_pixel, is_clean, same_outputs
 
 SHIPPED = models.shipped()
 
 
 def _at_tile_shape(path) -> onnx.ModelProto:
-    """The model with its input fixed to one padded tile: [1, T, T, 1], T = AUTO_TILE + 2 radius."""
+    """The model with its input fixed as the runtime pins it on CoreML (accelerator.pin_for):
+    [FIXED_BATCH, T, T, 1], T = AUTO_TILE + 2 radius."""
     proto = onnx.load(path)
     radius = int({p.key: p.value for p in proto.metadata_props}["receptive_radius"])
     side = AUTO_TILE + 2 * radius
-    onnx_model_utils.make_input_shape_fixed(proto.graph, proto.graph.input[0].name, [1, side, side, 1])
+    onnx_model_utils.make_input_shape_fixed(proto.graph, proto.graph.input[0].name, [FIXED_BATCH, side, side, 1])
     onnx_model_utils.fix_output_shapes(proto)
     return onnx.shape_inference.infer_shapes(proto, strict_mode=True)
 
