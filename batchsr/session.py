@@ -172,10 +172,11 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None =
     return chosen
 
 
-def _cache_dir(options: SessionOptions, sha256: str | None, ort_version: str, pin) -> str | None:
-    """The compiled-model folder of a pinned session (created), or None: no pin or checksum
-    to key it by, caching turned off (``model_cache=""``), or a folder that cannot be made."""
-    if not pin or not sha256 or options.model_cache == "":
+def _cache_dir(options: SessionOptions, sha256: str | None, ort_version: str, pin, provider: str) -> str | None:
+    """The compiled-model folder of a pinned CoreML session (created), or None: another provider
+    (only CoreML takes a ModelCacheDirectory), no pin or checksum to key it by, caching turned
+    off (``model_cache=""``), or a folder that cannot be made."""
+    if provider != "CoreMLExecutionProvider" or not pin or not sha256 or options.model_cache == "":
         return None
     root = Path(options.model_cache) if options.model_cache else user_cache_dir()
     folder = compiled_model_dir(root, sha256, ort_version, tuple(pin.values()))
@@ -250,7 +251,7 @@ class Session:
         for name, size in (pin or {}).items():
             so.add_free_dimension_override_by_name(name, size)
         providers = choose_providers(ort.get_available_providers(), options.providers)
-        cache = _cache_dir(options, sha256, ort.__version__, pin) if providers[0] in SHAPE_COMPILING_PROVIDERS else None
+        cache = _cache_dir(options, sha256, ort.__version__, pin, providers[0])
         provider_args = [(p, provider_options(p, options.device, bool(pin), cache)) for p in providers]
         source = model if isinstance(model, bytes) else str(model)
         try:

@@ -193,13 +193,20 @@ def test_a_cpu_run_keeps_no_compiled_model_cache(random_model_path, tmp_path):
 
 def test_the_cache_folder_is_made_or_left_out_with_a_warning(tmp_path, caplog):
     pin = {"batch": 4, "height": 272, "width": 272}
-    made = session._cache_dir(SessionOptions(model_cache=str(tmp_path / "c")), "ab" * 32, "1.32.0", pin)
+
+    def cache(root, sha="ab" * 32, pin=pin, provider=COREML):
+        return session._cache_dir(SessionOptions(model_cache=root), sha, "1.32.0", pin, provider)
+
+    made = cache(str(tmp_path / "c"))
     assert Path(made).is_dir() and Path(made).parent == tmp_path / "c" / "compiled"
-    assert session._cache_dir(SessionOptions(model_cache=""), "ab" * 32, "1.32.0", pin) is None  # turned off
-    assert session._cache_dir(SessionOptions(model_cache=str(tmp_path)), None, "1.32.0", pin) is None  # no key
-    assert session._cache_dir(SessionOptions(model_cache=str(tmp_path)), "ab" * 32, "1.32.0", None) is None
+    assert cache("") is None  # turned off
+    assert cache(str(tmp_path / "d"), sha=None) is None  # no key
+    assert cache(str(tmp_path / "d"), pin=None) is None  # any shape: nothing compiled once
+    # TensorRT compiles per shape too, but takes no ModelCacheDirectory: no empty folder for it
+    assert cache(str(tmp_path / "d"), provider="TensorrtExecutionProvider") is None
+    assert not (tmp_path / "d").exists()
     (tmp_path / "file").write_text("in the way")
-    assert session._cache_dir(SessionOptions(model_cache=str(tmp_path / "file")), "ab" * 32, "1.32.0", pin) is None
+    assert cache(str(tmp_path / "file")) is None
     assert "each run compiles the model again" in caplog.text
 
 
