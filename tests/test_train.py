@@ -25,7 +25,7 @@ def test_architecture_facts():
     assert default.receptive_radius == 8 and default.macs_per_lr_pixel < 250_000
 
 
-@pytest.mark.parametrize("arch", ["skip4x32", "skip4x32k5", "skip7x24", "skip7x24k5", "skip14x16"])
+@pytest.mark.parametrize("arch", ["skip4x32", "skip4x32k5", "skip7x24", "skip7x24k5", "skip14x16", "skip4x32d1231"])
 def test_fast_candidates_fit_the_budget_and_their_radius_is_exact(arch):
     """Every `fast` candidate costs <= 35K MACs per LR pixel at x3, and a change to one
     input pixel reaches exactly ``receptive_radius`` LR pixels: the halo tiling relies on it."""

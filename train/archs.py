@@ -76,23 +76,36 @@ def paper(scale: int) -> keras.Model:
     return keras.Model(inp, out, name="paper")
 
 
-def skip(depth: int, width: int, first_kernel: int = 3) -> Callable[[int], keras.Model]:
+def skip(
+    depth: int, width: int, first_kernel: int = 3, dilations: tuple[int, ...] = ()
+) -> Callable[[int], keras.Model]:
     """A ``depth`` x conv3x3-``width`` ReLU stack plus a linear conv3x3-scale^2.
 
     ``first_kernel`` widens only the first conv: on a 1-channel input a 5x5
     costs 25 * width MACs, buying receptive field almost for free.
+    ``dilations`` (one per stack conv; default all 1) spreads a conv's taps
+    ``d`` pixels apart: the same MACs, ``d`` times the reach.
 
     The LR input, repeated scale^2 times, is added before depth-to-space, so
     the network learns only the residual over nearest-neighbour upscaling;
     the last conv starts at zero, so an untrained model is that upscaling.
     """
 
+    rates = dilations or (1,) * depth
+    if len(rates) != depth:
+        raise ValueError(f"{len(rates)} dilations for {depth} convs")
+
     def build(scale: int) -> keras.Model:
         inp = keras.Input((None, None, 1), name="y_lr")
         x = inp
         for i in range(depth):
             x = layers.Conv2D(
-                width, first_kernel if i == 0 else 3, padding="same", activation="relu", kernel_initializer="he_normal"
+                width,
+                first_kernel if i == 0 else 3,
+                dilation_rate=rates[i],
+                padding="same",
+                activation="relu",
+                kernel_initializer="he_normal",
             )(x)
         # The output layers compute in float32 even under a mixed-precision training
         # policy: the residual is a few 8-bit levels, below bfloat16's resolution at Y ~ 1.
@@ -100,7 +113,8 @@ def skip(depth: int, width: int, first_kernel: int = 3) -> Callable[[int], keras
         x = AddInput(name="add_input", dtype="float32")(x, inp)
         out = DepthToSpace(scale, name="depth_to_space", dtype="float32")(x)
         k = "" if first_kernel == 3 else f"k{first_kernel}"
-        return keras.Model(inp, out, name=f"skip{depth}x{width}{k}")
+        d = "d" + "".join(map(str, rates)) if dilations else ""
+        return keras.Model(inp, out, name=f"skip{depth}x{width}{k}{d}")
 
     return build
 
@@ -116,6 +130,10 @@ ARCHS: dict[str, Callable[[int], keras.Model]] = {
     "skip7x24k5": skip(7, 24, first_kernel=5),
     "skip14x16": skip(14, 16),
     "skip7x64": skip(7, 64),
+    # `skip4x32` with a wider field (radius 8, not 5) at the same cost: measured on the
+    # realistic degradation, it did worse (docs/notebook-real-photos.md). Rates 1-2-3 reach
+    # every pixel of the field (no gridding).
+    "skip4x32d1231": skip(4, 32, dilations=(1, 2, 3, 1)),
 }
 
 
@@ -129,15 +147,18 @@ class ArchFacts:
 
 
 def facts(model: keras.Model) -> ArchFacts:
-    """Receptive radius (sum of (k-1)/2 over convs), MACs per LR pixel, parameter count."""
+    """Receptive radius (sum of dilation * (k-1)/2 over convs), MACs per LR pixel, parameter count."""
     radius = 0
     macs = 0
     for layer in model.layers:
         if isinstance(layer, layers.Conv2D):
             kh, kw = layer.kernel_size
-            if layer.strides != (1, 1) or layer.dilation_rate != (1, 1):
-                raise ValueError(f"{layer.name}: only stride-1, undilated convs tile exactly")
-            radius += (kh - 1) // 2
+            if layer.strides != (1, 1):
+                raise ValueError(f"{layer.name}: only stride-1 convs tile exactly")
+            dh, dw = layer.dilation_rate
+            if dh != dw or kh != kw:
+                raise ValueError(f"{layer.name}: the radius is per side, so kernels and dilations must be square")
+            radius += dh * (kh - 1) // 2
             cin = layer.kernel.shape[2]
             macs += kh * kw * cin * layer.filters
     return ArchFacts(radius, macs, int(model.count_params()))
