@@ -94,7 +94,7 @@ def process(
         pic = decode.load(job.src, cfg.max_pixels)
         row.width, row.height = pic.width, pic.height
         notes += pic.notes
-        model = _choose(choice, pic, row, notes, cfg.psnr)
+        model, damaged = _choose(choice, pic, row, notes, cfg.psnr)
         fmt = job.format
         s = model.scale
         row.out_width, row.out_height = pic.width * s, pic.height * s
@@ -126,7 +126,12 @@ def process(
             before_commit=commit,
             before_sync=slot.release if slot else None,
         )
-        if cfg.psnr:
+        if cfg.psnr and damaged:
+            # Measured (docs/notebook-real-photos.md): on inputs the rule judges damaged the
+            # experiment's gain does not predict the true one, so no number is printed.
+            said = any(n.endswith(f"chosen for {damaged}") for n in notes)
+            notes.append("no PSNR figure for a damaged input" + ("" if said else f" ({damaged})"))
+        elif cfg.psnr:
             if slot:
                 slot.acquire()
             # The output is written by now: a failing side experiment must not make it an error row.
@@ -150,10 +155,11 @@ def process(
     return row
 
 
-def _choose(choice: Choice, pic: decode.Picture, row: Row, notes: list[str], columns: bool) -> Model:
-    """The model for ``pic``, the damage columns filled in when the choice or ``columns`` asks
-    for the estimates; a note says why auto chose the damaged-input model, or that the
-    estimate failed (the clean-input model then runs)."""
+def _choose(choice: Choice, pic: decode.Picture, row: Row, notes: list[str], columns: bool) -> tuple[Model, str | None]:
+    """The model for ``pic`` and why the choice's rule judges it damaged (None: clean, or not
+    estimated), whichever model runs; the damage columns filled in when the choice or
+    ``columns`` asks for the estimates; a note says why auto chose the damaged-input model,
+    or that the estimate failed (the clean-input model then runs)."""
     damage = None
     if choice.auto or columns:
         try:
@@ -167,7 +173,7 @@ def _choose(choice: Choice, pic: decode.Picture, row: Row, notes: list[str], col
         notes.append(f"{model.name} chosen for {seen}")
     if model.note:
         notes.append(model.note)
-    return model
+    return model, (None if damage is None else choice.rule.seen(damage))
 
 
 def _error_line(exc: Exception) -> str:

@@ -215,7 +215,10 @@ class Summary:
         rate = f", {done / self.seconds:.2f} images/s" if self.seconds > 0 and done else ""
         gain = ""
         if self.gains:
-            gain = f"; mean PSNR gain over bicubic {sum(self.gains) / len(self.gains):+.2f} dB"
+            n = len(self.gains)
+            gain = f"; mean PSNR gain over bicubic {sum(self.gains) / n:+.2f} dB"
+            if n < self.ok:  # the others: damaged or too small, no figure
+                gain += f" ({n} of {self.ok} images)"
         model = f"; model {self.model}" if self.model else ""
         if self.ran and set(self.ran) != {self.model}:  # auto: which model ran how often
             model += " (" + ", ".join(f"{label}: {n}" for label, n in sorted(self.ran.items())) + ")"

@@ -20,8 +20,13 @@ reported gain is what the report computes from the input alone:
   restored, and compared with ``input - z``), so that what the restoration
   keeps of the input's noise cannot match the reference's.
 
+- ``withheld``: ``paper``, but only on the inputs that ``DamageRule`` judges
+  clean; the others get no figure (what the report does since issue 14's
+  measurements showed ``paper`` uncorrelated with the truth on damaged
+  inputs). Its row counts the images with a figure.
+
 ``--model auto`` runs on each input the model ``--model auto`` would
-(``batchsr.estimate.DamageRule``).
+(``batchsr.estimate.DamageRule``). ``--figures`` picks the kinds to compute.
 
 Prints the share of images where the reported gain has the sign of the true
 gain, and the mean of each, per set and method.
@@ -85,6 +90,9 @@ def reported(inp: np.ndarray, model, scale: int, quality: float | None, kind: st
     return metrics.psnr_y(gt, upscale_u8(lr, model), scale) - metrics.psnr_y(gt, bic, scale)
 
 
+FIGURES = ("paper", "withheld", "matched", "r2r")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="benchmarks/honest_gain.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", default="B100")
     ap.add_argument("--seed", type=int, default=1, help="validation seed (the benchmark tables use 0)")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--figures", nargs="+", default=list(FIGURES), choices=FIGURES)
     a = ap.parse_args(argv)
     from batchsr.models import load
 
@@ -101,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     models = {n: load(n, a.scale) for n in names}
     rule = DamageRule()
 
-    def model_for(lr: np.ndarray, q: float | None):
+    def judged_damaged(lr: np.ndarray, q: float | None) -> bool:
+        return rule.seen(Damage(q, noise_sigma(color.y_metric(lr)))) is not None
+
+    def model_for(damaged: bool):
         if a.model != "auto":
             return models[a.model]
-        damaged = rule.seen(Damage(q, noise_sigma(color.y_metric(lr)))) is not None
         return models["photo" if damaged else "default"]
 
     print(f"{a.model} x{a.scale}, {a.set} (seed {a.seed}); CPU: {cpu_name()}\n")
@@ -112,21 +123,27 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     for degradation in ("realistic", "bicubic"):
         rng = np.random.default_rng(a.seed)
-        true, rep = [], {"paper": [], "matched": [], "r2r": []}
+        true, rep = [], {kind: [] for kind in a.figures}
         for _, gt, lr in pairs(a.set, a.scale, degradation, a.seed, a.limit):
             lr, q = as_file(lr, rng) if degradation == "realistic" else (lr, None)
-            model = model_for(lr, q)
+            damaged = judged_damaged(lr, q)
+            model = model_for(damaged)
             bic = np.asarray(Image.fromarray(lr).resize((gt.shape[1], gt.shape[0]), Image.BICUBIC))
             true.append(metrics.psnr_y(gt, upscale_u8(lr, model), a.scale) - metrics.psnr_y(gt, bic, a.scale))
+            paper = None
             for kind in rep:
-                rep[kind].append(reported(lr, model, a.scale, q, kind))
-        t = np.array(true)
+                if kind in ("paper", "withheld"):
+                    paper = reported(lr, model, a.scale, q, "paper") if paper is None else paper
+                    rep[kind].append(np.nan if kind == "withheld" and damaged else paper)
+                else:
+                    rep[kind].append(reported(lr, model, a.scale, q, kind))
         for kind, r in rep.items():
             r = np.array(r)
-            print(
-                f"| {degradation} | {len(t)} | {kind} | {np.mean(np.sign(r) == np.sign(t)):.0%} | "
-                f"{r.mean():+.2f} | {t.mean():+.2f} |"
-            )
+            has = ~np.isnan(r)
+            r, t = r[has], np.array(true)[has]
+            agree = f"{np.mean(np.sign(r) == np.sign(t)):.0%}" if len(t) else "-"
+            means = f"{r.mean():+.2f} | {t.mean():+.2f}" if len(t) else "- | -"
+            print(f"| {degradation} | {len(t)} | {kind} | {agree} | {means} |")
     return 0
 
 

@@ -57,15 +57,29 @@ def test_auto_is_the_default_and_runs_photo_on_damaged_inputs_only(shared, tmp_p
         "q40.jpg": "photo x3",
         "noisy.png": "photo x3",
     }
-    assert rows["q40.jpg"]["notes"] == "photo chosen for JPEG quality 40"
+    assert rows["q40.jpg"]["notes"] == "photo chosen for JPEG quality 40; no PSNR figure for a damaged input"
     assert rows["noisy.png"]["notes"].startswith("photo chosen for noise ") and rows["clean.png"]["notes"] == ""
-    assert "; model auto x3 (default x3: 1, photo x3: 2)" in capsys.readouterr().out
+    assert rows["noisy.png"]["notes"].endswith("; no PSNR figure for a damaged input")
+    # Only the clean input has a figure, and the summary says of how many images its mean is.
+    assert {n: bool(r["psnr_model"]) for n, r in rows.items()} == {
+        "clean.png": True,
+        "q40.jpg": False,
+        "noisy.png": False,
+    }
+    out = capsys.readouterr().out
+    assert "dB (1 of 3 images); model auto x3 (default x3: 1, photo x3: 2)" in out
     # Each output is what the chosen model writes when it is forced.
     for name, forced in (("q40.jpg", "photo"), ("noisy.png", "photo"), ("clean.png", "default")):
         (tmp_path / forced / "in").mkdir(parents=True, exist_ok=True)
         (tmp_path / forced / "in" / name).write_bytes((inp / name).read_bytes())
     for forced in ("photo", "default"):
         assert main([str(tmp_path / forced / "in"), str(tmp_path / forced / "out"), "--model", forced, *FP32]) == 0
+        forced_rows = rows_of(tmp_path / forced / "out")
+        # A forced model withholds the figure on damaged inputs too, naming the damage once.
+        for name in ("q40.jpg", "noisy.png"):
+            if name in forced_rows:
+                assert forced_rows[name]["psnr_model"] == ""
+                assert forced_rows[name]["notes"].startswith("no PSNR figure for a damaged input (")
         for p in (tmp_path / forced / "out").glob("*.*g"):
             with Image.open(p) as a, Image.open(tmp_path / "auto" / p.name) as b:
                 assert np.array_equal(np.asarray(a), np.asarray(b)), p.name

@@ -126,9 +126,10 @@ def test_a_rerun_report_keeps_the_figures_and_notes_of_earlier_runs(tmp_path, ra
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     photo(0, 60, 48).save(inp / "a.jpg", quality=70)
-    photo(1, 60, 48).save(inp / "b.png")
+    photo(1, 60, 48, grain=0).save(inp / "b.png")
     _, first = run_folder(inp, out, random_model, psnr=True, format="png")
-    assert first["a.jpg"]["jpeg_quality"] and first["a.jpg"]["psnr_model"] and first["b.png"]["noise_sigma"]
+    assert first["a.jpg"]["jpeg_quality"] and first["b.png"]["psnr_model"] and first["b.png"]["noise_sigma"]
+    assert "no PSNR figure for a damaged input (JPEG quality 70)" in first["a.jpg"]["notes"]
     assert "JPEG written as PNG" in first["a.jpg"]["notes"]
     s, again = run_folder(inp, out, random_model, psnr=True, format="png")
     assert s.skipped == 2
@@ -149,7 +150,8 @@ def test_a_rerun_report_keeps_the_figures_and_notes_of_earlier_runs(tmp_path, ra
     assert "JPEG written as PNG" in again["a.jpg"]["notes"]
     # A third run reads the record the second one compacted: still the same figures.
     _, third = run_folder(inp, out, random_model, psnr=True, format="png")
-    assert {k: third["a.jpg"][k] for k in carried} == {k: first["a.jpg"][k] for k in carried}
+    for name in ("a.jpg", "b.png"):
+        assert {k: third[name][k] for k in carried} == {k: first[name][k] for k in carried}
 
 
 def test_planning_looks_at_each_output_once(tmp_path, random_model, run_folder, monkeypatch):

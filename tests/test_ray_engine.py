@@ -38,7 +38,7 @@ def cluster():
 def _folder(root: Path) -> list[str]:
     """Inputs of every kind the runner treats differently, plus a bad file; returns the good PNGs' paths."""
     (root / "sub").mkdir(parents=True)
-    photo(1, 40, 31).save(root / "rgb.png")
+    photo(1, 40, 31, grain=0).save(root / "rgb.png")  # clean: has a PSNR figure
     photo(2, 23, 37).convert("L").save(root / "sub" / "grey.png")
     rgba = photo(3, 30, 20).convert("RGBA")
     rgba.putalpha(Image.fromarray((np.arange(600).reshape(20, 30) % 256).astype(np.uint8)))
@@ -80,7 +80,10 @@ def test_same_folder_same_bytes_and_rows_as_the_local_engine(cluster, tmp_path, 
     rows = _rows(remote)
     assert rows == _rows(local)
     assert [r["status"] for r in rows].count("error") == 1
-    assert all(r["psnr_model"] for r in rows if r["status"] == "ok")  # the PSNR experiment ran on the workers too
+    # The PSNR experiment ran on the workers too: a figure on the clean input, none on damaged ones.
+    ok = {Path(r["input"]).name: r for r in rows if r["status"] == "ok"}
+    assert ok["rgb.png"]["psnr_model"] and ok["rgb.png"]["noise_sigma"]
+    assert all(bool(r["psnr_model"]) != ("no PSNR figure" in r["notes"]) for r in ok.values())
     # The resume record was written by the driver, one line per output, as the local engine writes it.
     state = _finished(remote)
     local_state = _finished(local)

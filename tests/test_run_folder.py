@@ -33,9 +33,10 @@ REQUIRED = [
 def tree(tmp_path) -> Path:
     src = tmp_path / "in"
     (src / "sub" / "deeper").mkdir(parents=True)
-    photo(0, 61, 47).save(src / "a.jpg", quality=95)
-    photo(1, 40, 33).save(src / "sub" / "b.png")
-    photo(2, 29, 31, "L").save(src / "sub" / "deeper" / "grey.png")
+    # Clean images (no grain, a high JPEG quality): the PSNR experiment runs on every one.
+    photo(0, 61, 47, grain=0).save(src / "a.jpg", quality=95)
+    photo(1, 40, 33, grain=0).save(src / "sub" / "b.png")
+    photo(2, 29, 31, "L", grain=0).save(src / "sub" / "deeper" / "grey.png")
     (src / "notes.txt").write_text("not an image, no image suffix")
     return src
 

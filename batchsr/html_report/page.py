@@ -81,11 +81,15 @@ def _summary_html(st: Stats) -> str:
 
 def _gain_html(st: Stats) -> str:
     if not st.gains:
-        return "<p>No PSNR was measured (the run used --no-psnr, or every image was too small for the experiment).</p>"
+        return (
+            "<p>No PSNR was measured (the run used --no-psnr, or every image was judged damaged, "
+            "where the experiment does not predict the true gain, or too small for it).</p>"
+        )
     g = sorted(st.gains)
     worse = sum(1 for v in g if v < 0)
     text = (
-        f"<p>Over {len(g)} of {st.ok} ok images: mean <strong>{st.mean_gain:+.2f} dB</strong>, "
+        f"<p>Over {len(g)} of {st.ok} ok images (damaged and tiny ones have no figure): "
+        f"mean <strong>{st.mean_gain:+.2f} dB</strong>, "
         f"median {statistics.median(g):+.2f} dB, from {g[0]:+.2f} to {g[-1]:+.2f} dB; "
         f'<span class="{"bad" if worse else "good"}" id="worse-count">{worse}</span> '
         f"{'image' if worse == 1 else 'images'} worse than bicubic.</p>\n"
