@@ -129,7 +129,7 @@ def process(
         if cfg.psnr and damaged:
             # Measured (docs/notebook-real-photos.md): on inputs the rule judges damaged the
             # experiment's gain does not predict the true one, so no number is printed.
-            said = any(n.endswith(f"chosen for {damaged}") for n in notes)
+            said = model is choice.damaged  # auto's "chosen for" note named the damage already
             notes.append("no PSNR figure for a damaged input" + ("" if said else f" ({damaged})"))
         elif cfg.psnr:
             if slot:
@@ -173,7 +173,9 @@ def _choose(choice: Choice, pic: decode.Picture, row: Row, notes: list[str], col
         notes.append(f"{model.name} chosen for {seen}")
     if model.note:
         notes.append(model.note)
-    return model, (None if damage is None else choice.rule.seen(damage))
+    if choice.auto or damage is None:
+        return model, seen
+    return model, choice.rule.seen(damage)
 
 
 def _error_line(exc: Exception) -> str:
