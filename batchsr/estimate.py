@@ -350,12 +350,15 @@ def noise_sigma_of(shape: tuple[int, int], luma: Callable[[tuple[slice, slice]],
 class Damage:
     """What the estimates found in one image (``experiment.damage_of`` makes it).
 
-    ``jpeg_quality``: :func:`jpeg_quality` (None: not a JPEG). ``noise_sigma``:
-    :func:`noise_sigma` of the luma, in 8-bit levels (NaN for a tiny image).
+    ``jpeg_quality``: :func:`jpeg_quality` (None: not a JPEG), or for another
+    format the quality its pixels show it was once saved at as a JPEG
+    (``jpeg_pixels.jpeg_quality_of_pixels``; ``jpeg_from_pixels`` then True).
+    ``noise_sigma``: :func:`noise_sigma` of the luma, in 8-bit levels (NaN for a tiny image).
     """
 
     jpeg_quality: float | None
     noise_sigma: float
+    jpeg_from_pixels: bool = False
 
 
 @dataclass(frozen=True)

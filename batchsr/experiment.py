@@ -11,6 +11,7 @@ from PIL import Image
 from batchsr import color, decode, metrics
 from batchsr.degrade import degrade
 from batchsr.estimate import Damage, noise_sigma_of
+from batchsr.jpeg_pixels import jpeg_quality_of_pixels
 from batchsr.models import Model
 from batchsr.upscaling import upscale_u8
 
@@ -52,7 +53,23 @@ def damage_of(pic: decode.Picture) -> Damage:
         y = color.rgb_to_y(part[..., :3]) if px.shape[2] >= 3 else color.gray_to_y(part[..., 0])
         return y * np.float32(255.0)
 
-    return Damage(jpeg_quality=pic.jpeg_quality, noise_sigma=noise_sigma_of(px.shape[:2], luma))
+    quality, from_pixels = pic.jpeg_quality, False
+    if quality is None and pic.bits == 8:  # a PNG or TIFF may have been a JPEG once
+        quality = jpeg_quality_of_pixels(_jfif_luma(px))
+        from_pixels = quality is not None
+    return Damage(quality, noise_sigma_of(px.shape[:2], luma), from_pixels)
+
+
+_JFIF = np.array([0.299, 0.587, 0.114], np.float32) * np.float32(255.0)
+_JPEG_CROP = 1024  # pixels a side of the central crop the JPEG trace is read from
+
+
+def _jfif_luma(px: np.ndarray) -> np.ndarray:
+    """The full-range (JFIF) luma, 0-255, of a central crop of at most _JPEG_CROP a side that
+    starts on a multiple of 8, so a JPEG grid keeps its phase; a big scan's plane is never made."""
+    top, left = ((max(0, (n - _JPEG_CROP) // 2) // 8) * 8 for n in px.shape[:2])
+    part = px[top : top + _JPEG_CROP, left : left + _JPEG_CROP]
+    return part[..., :3] @ _JFIF if px.shape[2] >= 3 else part[..., 0] * np.float32(255.0)
 
 
 def damage_columns(found: Damage) -> tuple[float | None, float | None]:

@@ -165,6 +165,8 @@ def _choose(choice: Choice, pic: decode.Picture, row: Row, notes: list[str], col
         try:
             damage = damage_of(pic)
             row.jpeg_quality, row.noise_sigma = damage_columns(damage)
+            if damage.jpeg_from_pixels:
+                notes.append(f"JPEG quality {damage.jpeg_quality:.0f} read from the pixels")
         except Exception as exc:  # an estimate must never cost the image
             notes.append(f"damage estimate failed ({type(exc).__name__})")
     model, seen = choice.pick(damage)

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from honest_gain import as_file  # noqa: E402
+from honest_gain import as_file, quality_seen  # noqa: E402
 from realistic import cpu_name, pairs  # noqa: E402
 
 from batchsr import color, metrics  # noqa: E402
@@ -63,7 +63,7 @@ def measure(set_name: str, scale: int, seed: int, limit: int, models: dict) -> d
                 lr, q = as_file(lr, rng)
             else:
                 lr, q = clean_file(lr, rng) if kind == "clean, half JPEG" else (lr, None)
-            row = {"q": q, "sigma": noise_sigma(color.y_metric(lr))}
+            row = {"q": quality_seen(lr, q), "sigma": noise_sigma(color.y_metric(lr))}
             for name, m in models.items():
                 row[name] = metrics.psnr_y(gt, upscale_u8(lr, m), scale)
             rows.append(row)

@@ -48,6 +48,7 @@ from realistic import cpu_name, pairs  # noqa: E402
 from batchsr import color, metrics  # noqa: E402
 from batchsr.degrade import degrade  # noqa: E402
 from batchsr.estimate import Damage, DamageRule, jpeg_quality, noise_sigma  # noqa: E402
+from batchsr.jpeg_pixels import jpeg_quality_of_pixels  # noqa: E402
 from batchsr.upscaling import upscale_u8  # noqa: E402
 
 
@@ -61,6 +62,14 @@ def as_file(lr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float
         with Image.open(io.BytesIO(buf.getvalue())) as im:
             return np.asarray(im.convert("RGB")), jpeg_quality(im)
     return lr, None
+
+
+def quality_seen(lr: np.ndarray, q: float | None) -> float | None:
+    """The ``jpeg_quality`` the runtime finds (``experiment.damage_of``): the file's tables,
+    else for a PNG the JPEG trace in its pixels."""
+    if q is not None:
+        return q
+    return jpeg_quality_of_pixels(np.asarray(lr, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
 
 
 def grey_noise(shape, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -126,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         true, rep = [], {kind: [] for kind in a.figures}
         for _, gt, lr in pairs(a.set, a.scale, degradation, a.seed, a.limit):
             lr, q = as_file(lr, rng) if degradation == "realistic" else (lr, None)
-            damaged = judged_damaged(lr, q)
+            damaged = judged_damaged(lr, quality_seen(lr, q))
             model = model_for(damaged)
             bic = np.asarray(Image.fromarray(lr).resize((gt.shape[1], gt.shape[0]), Image.BICUBIC))
             true.append(metrics.psnr_y(gt, upscale_u8(lr, model), a.scale) - metrics.psnr_y(gt, bic, a.scale))
