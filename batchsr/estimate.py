@@ -183,6 +183,11 @@ def _ijg_table(base, quality: int) -> np.ndarray:
     return np.clip((np.asarray(base, np.int64) * scale + 50) // 100, 1, 255)
 
 
+def ijg_luminance_table(quality: int) -> np.ndarray:
+    """libjpeg's luminance quantisation table at ``quality`` (1-100), natural order, (64,) int64."""
+    return _ijg_table(_K1, quality)
+
+
 _QUALITIES = np.arange(1, 101)
 # (100 qualities, 2 bases, 64): the candidate tables, and their logs for the fit
 _IJG = np.stack([np.stack([_ijg_table(_K1, q), _ijg_table(_K2, q)]) for q in _QUALITIES])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchsr.estimate import _K1, _ijg_table
+from batchsr.estimate import ijg_luminance_table
 
 _N = 8
 _K = np.arange(_N)
@@ -31,7 +31,7 @@ _DCT = _DCT.astype(np.float32)
 _POSITIONS = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1))
 _ROWS, _COLS = (np.array(p) for p in zip(*_POSITIONS, strict=True))
 _QUALITIES = np.arange(1, 101)
-_TABLES = np.stack([_ijg_table(_K1, int(q)).reshape(_N, _N)[_ROWS, _COLS] for q in _QUALITIES])
+_TABLES = np.stack([ijg_luminance_table(int(q)).reshape(_N, _N)[_ROWS, _COLS] for q in _QUALITIES])
 _STEPS = np.arange(2, 61, dtype=np.float32)  # quality 10 and up (IJG table at positions 2-14)
 _MIN_FOUND = 5  # of the seven positions: fewer is too little to tell a table from chance
 _AGREE = 0.6  # mean cosine at the true step: about exp(-2 pi^2 0.4^2 / q^2) with rounding noise
