@@ -55,9 +55,15 @@ def damage_of(pic: decode.Picture) -> Damage:
 
     quality, from_pixels = pic.jpeg_quality, False
     if quality is None and pic.bits == 8:  # a PNG or TIFF may have been a JPEG once
-        quality = jpeg_quality_of_pixels(_jfif_luma(px))
+        quality = jpeg_quality_in_pixels(px)
         from_pixels = quality is not None
     return Damage(quality, noise_sigma_of(px.shape[:2], luma), from_pixels)
+
+
+def jpeg_quality_in_pixels(px: np.ndarray) -> float | None:
+    """``jpeg_pixels.jpeg_quality_of_pixels`` of decoded pixels (H, W, C) in [0, 1], read on
+    their full-range luma: what ``damage_of`` reports for an 8-bit input without JPEG tables."""
+    return jpeg_quality_of_pixels(_jfif_luma(px))
 
 
 _JFIF = np.array([0.299, 0.587, 0.114], np.float32) * np.float32(255.0)

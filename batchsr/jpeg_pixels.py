@@ -3,18 +3,22 @@
 For inputs that are no longer JPEG files (a PNG or TIFF made from a JPEG), so
 they carry no quantisation tables: after Fan & de Queiroz (2003). A decoded
 JPEG's luma, cut on the encoder's 8x8 grid, has DCT coefficients close to
-multiples of the quantisation steps. The grid's offset is the one of the 64
-where the (0,1) and (1,0) coefficients of a central 96x96 crop sit best on the
-multiples of some step (the phase of the largest luma steps, block edges,
-misses it where texture dominates); then, for seven low-frequency coefficients, the step is the q whose multiples the
-coefficients sit on best (the largest mean cos(2 pi c / q) over the
-coefficients that are not zero, if above 0.6). A quality is returned only when those steps
-are exactly the IJG luminance table at one quality (each within one step of
-it, as the decoder's rounding blurs a step by a fraction): content that
-merely looks periodic matches no table. Steps of 2-3 (quality above about
-85) drown in the rounding, so such images read as None, as do JPEGs resized
-or re-damaged since (the grid is gone): None means "no trace found", not
-"never a JPEG". numpy only.
+multiples of the quantisation steps.
+
+- The grid's offset is the one of the 64 where the (0,1) and (1,0)
+  coefficients of a central 96x96 crop sit best on the multiples of some step
+  (the phase of the largest luma steps, the block edges, misses it where
+  texture dominates).
+- For seven low-frequency coefficients, the step is the q whose multiples the
+  coefficients sit on best: the largest mean cos(2 pi c / q) over the
+  coefficients that are not zero, if above 0.6.
+- A quality is returned only when those steps are the IJG luminance table at
+  one quality, each within one step of it (the decoder's rounding blurs a step
+  by a fraction): content that merely looks periodic matches no table.
+
+Steps of 2-3 (quality above about 85) drown in the rounding, so such images
+read as None, as do JPEGs resized or re-damaged since (the grid is gone):
+None means "no trace found", not "never a JPEG". numpy only.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from realistic import cpu_name, pairs  # noqa: E402
 from batchsr import color, metrics  # noqa: E402
 from batchsr.degrade import degrade  # noqa: E402
 from batchsr.estimate import Damage, DamageRule, jpeg_quality, noise_sigma  # noqa: E402
-from batchsr.jpeg_pixels import jpeg_quality_of_pixels  # noqa: E402
+from batchsr.experiment import jpeg_quality_in_pixels  # noqa: E402
 from batchsr.upscaling import upscale_u8  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def quality_seen(lr: np.ndarray, q: float | None) -> float | None:
     else for a PNG the JPEG trace in its pixels."""
     if q is not None:
         return q
-    return jpeg_quality_of_pixels(np.asarray(lr, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    return jpeg_quality_in_pixels(np.asarray(lr, np.float32) / np.float32(255.0))
 
 
 def grey_noise(shape, sigma: float, rng: np.random.Generator) -> np.ndarray:
