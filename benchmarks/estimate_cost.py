@@ -3,8 +3,8 @@
     python benchmarks/estimate_cost.py [--images 30] [--repeat 3] [--model fast] [--scale 3]
 
 On B100 photos at three sizes, as PNG files: 2x2 mosaics of them (962x642,
-a scan's size, where the noise estimate takes every other patch), full size
-(481x321) and their x3 bicubic LRs (160x107, a small old file). Per image, in one
+a scan's size, where the noise estimate takes every fourth patch), full size
+(481x321, every other patch) and their x3 bicubic LRs (160x107, a small old file). Per image, in one
 process, interleaved: ``experiment.damage_of`` (the luma and both estimates,
 what every run now does before choosing a model) and ``process.process``
 (decode, inference, merge, PNG encode and fsync: ``--no-psnr`` with the model
