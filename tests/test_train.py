@@ -124,6 +124,41 @@ def test_fine_tuning_starts_from_the_init_weights(trained, tmp_path):
     assert state["step"] == 3 and state["images"] == 4 and np.isfinite(state["history"][-1]["loss"])
 
 
+def test_ssim_loss_term_is_the_runtime_metric(shared):
+    """train.loop.ssim on Y/255 equals batchsr.metrics.ssim_y (what eval reports) on a real
+    photo against its JPEG, and a perfect prediction scores 1 (the loss term 0)."""
+    import io
+
+    from PIL import Image
+
+    from batchsr.color import y_metric
+    from batchsr.metrics import ssim_y
+    from train.loop import l1_ssim, ssim
+
+    with Image.open(shared / "data" / "bsds500" / "val" / "3096.jpg") as im:
+        clean = im.convert("RGB").crop((40, 30, 240, 180))
+    buf = io.BytesIO()
+    clean.save(buf, "JPEG", quality=20)
+    a8, b8 = np.asarray(clean), np.asarray(Image.open(buf).convert("RGB"))
+    ya, yb = ((y_metric(x) / 255.0).astype(np.float32)[None, ..., None] for x in (a8, b8))
+    ours = float(keras.ops.convert_to_numpy(ssim(ya, yb))[0])
+    assert ours == pytest.approx(ssim_y(a8, b8, 0), abs=1e-4) and ours < 0.99  # float32 sums
+    assert float(keras.ops.convert_to_numpy(l1_ssim(0.3)(ya, ya))[0]) == pytest.approx(0.0, abs=1e-6)
+    l1 = float(np.mean(np.abs(ya - yb)))
+    assert float(keras.ops.convert_to_numpy(l1_ssim(0.3)(ya, yb))[0]) == pytest.approx(l1 + 0.3 * (1 - ours), abs=1e-5)
+
+
+def test_l1_ssim_training_resumes_with_its_loss(tmp_path):
+    cfg = TrainConfig(arch="skip4x32", scale=3, steps=3, loss="l1_ssim", ssim_weight=0.3, **SMALL)
+    train(cfg, tmp_path, log=lambda m: None)
+    assert {k: load_state(tmp_path)["config"][k] for k in ("loss", "ssim_weight")} == {
+        "loss": "l1_ssim",
+        "ssim_weight": 0.3,
+    }
+    state = train(TrainConfig(arch="skip4x32", scale=3, steps=6, loss="l1_ssim", **SMALL), tmp_path, log=lambda m: None)
+    assert state["step"] == 6 and all(0 < h["loss"] < 1 for h in state["history"])
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("ckpt")

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int)
     ap.add_argument("--patch", type=int, help="LR patch size")
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--loss", choices=("l1", "l2"))
+    ap.add_argument("--loss", choices=("l1", "l2", "l1_ssim"), help="l1_ssim: L1 + W (1 - SSIM), W = --ssim-weight")
+    ap.add_argument("--ssim-weight", type=float, help="the weight W of l1_ssim's SSIM term (default 0.1)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--ckpt-every", type=int)
     ap.add_argument("--max-images", type=int, help="train on the first N images only (tests)")
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         patch=a.patch,
         lr=a.lr,
         loss=a.loss,
+        ssim_weight=a.ssim_weight,
         seed=a.seed,
         ckpt_every=a.ckpt_every,
         max_images=a.max_images,
