@@ -56,7 +56,11 @@ def psnr_cbcr(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float | 
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+SSIM_K = (0.01, 0.03)  # the constants K1, K2 of SSIM (Wang et al. 2004), times the peak
+
+
+def ssim_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """SSIM's 1-D Gaussian window (float64, sums to 1), applied separably along rows and columns."""
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
@@ -77,8 +81,8 @@ def ssim_y(truth_u8: np.ndarray, test_u8: np.ndarray, shave: int) -> float:
     b = _shave(y_metric(test_u8), shave)
     if min(a.shape) < 11:
         raise ValueError("image too small for an 11x11 SSIM window")
-    g = _gaussian_window()
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    g = ssim_window()
+    c1, c2 = (SSIM_K[0] * 255) ** 2, (SSIM_K[1] * 255) ** 2
     mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
     var_a = _filter_valid(a * a, g) - mu_a**2
     var_b = _filter_valid(b * b, g) - mu_b**2

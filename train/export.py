@@ -136,7 +136,7 @@ def export_checkpoint(
         "steps": state["step"],
         "batch": cfg["batch"],
         "patch": cfg["patch"],
-        "loss": cfg["loss"] if cfg["loss"] != "l1_ssim" else f"l1_ssim (SSIM weight {cfg.get('ssim_weight', 0.1):g})",
+        "loss": cfg["loss"] if cfg["loss"] != "l1_ssim" else f"l1_ssim (SSIM weight {cfg['ssim_weight']:g})",
         "training_seconds": round(state["seconds"]),
         "trained_with": state.get("keras", ""),
         "parity_max_abs_diff": f"{diff:.2e}",

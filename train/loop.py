@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from batchsr.metrics import SSIM_K, ssim_window
 from train.archs import ARCHS, facts
 from train.data import TRAIN_DIRS, PatchDataset, list_images, load_pairs, portable, resolve_dir
 
@@ -70,23 +71,17 @@ def psnr(y_true, y_pred):
     return ops.mean(10.0 * ops.log10(1.0 / ops.maximum(mse, 1e-10)))
 
 
-def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-0.5 * (x / sigma) ** 2)
-    return (g / g.sum()).astype(np.float32)
-
-
 def ssim(y_true, y_pred):
     """Per-image mean SSIM (B,) of Y batches (B, H, W, 1) in model units (Y/255): the window
     and constants of ``batchsr.metrics.ssim_y`` (Gaussian sigma 1.5, 11x11, valid), separably."""
-    taps = _gaussian_taps()
-    rows, cols = taps.reshape(11, 1, 1, 1), taps.reshape(1, 11, 1, 1)
+    taps = ssim_window().astype(np.float32)
+    rows, cols = taps.reshape(-1, 1, 1, 1), taps.reshape(1, -1, 1, 1)
 
     def mean(x):
         return ops.conv(ops.conv(x, rows, padding="valid"), cols, padding="valid")
 
     a, b = y_true, ops.cast(y_pred, y_true.dtype)
-    c1, c2 = 0.01**2, 0.03**2
+    c1, c2 = SSIM_K[0] ** 2, SSIM_K[1] ** 2  # the peak is 1
     mu_a, mu_b = mean(a), mean(b)
     var_a = mean(a * a) - mu_a * mu_a
     var_b = mean(b * b) - mu_b * mu_b
@@ -107,7 +102,7 @@ def l1_ssim(weight: float):
     return loss
 
 
-def loss_of(cfg: "TrainConfig"):
+def loss_of(cfg: TrainConfig):
     """What ``model.compile`` takes for ``cfg.loss``."""
     if cfg.loss == "l1_ssim":
         return l1_ssim(cfg.ssim_weight)
