@@ -141,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             true.append(metrics.psnr_y(gt, upscale_u8(lr, model), a.scale) - metrics.psnr_y(gt, bic, a.scale))
             paper = None
             for kind in rep:
-                if kind in ("paper", "withheld"):
+                if kind == "withheld" and damaged:
+                    rep[kind].append(np.nan)  # no figure: the paper experiment need not run for it
+                elif kind in ("paper", "withheld"):
                     paper = reported(lr, model, a.scale, q, "paper") if paper is None else paper
-                    rep[kind].append(np.nan if kind == "withheld" and damaged else paper)
+                    rep[kind].append(paper)
                 else:
                     rep[kind].append(reported(lr, model, a.scale, q, kind))
         for kind, r in rep.items():
