@@ -11,7 +11,7 @@ from PIL import Image
 from batchsr import color, decode, metrics
 from batchsr.degrade import degrade
 from batchsr.estimate import Damage, noise_sigma_of
-from batchsr.jpeg_pixels import jpeg_quality_of_pixels
+from batchsr.jpeg_pixels import HIGHEST_READ, READ_ERROR, jpeg_quality_of_pixels
 from batchsr.models import Model
 from batchsr.upscaling import upscale_u8
 
@@ -53,11 +53,25 @@ def damage_of(pic: decode.Picture) -> Damage:
         y = color.rgb_to_y(part[..., :3]) if px.shape[2] >= 3 else color.gray_to_y(part[..., 0])
         return y * np.float32(255.0)
 
-    quality, from_pixels = pic.jpeg_quality, False
-    if quality is None and pic.bits == 8:  # a PNG or TIFF may have been a JPEG once
-        quality = jpeg_quality_in_pixels(px)
-        from_pixels = quality is not None
+    quality, from_pixels = jpeg_quality_seen(px, pic.jpeg_quality) if pic.bits == 8 else (pic.jpeg_quality, False)
     return Damage(quality, noise_sigma_of(px.shape[:2], luma), from_pixels)
+
+
+def jpeg_quality_seen(px: np.ndarray, tables: float | None) -> tuple[float | None, bool]:
+    """The JPEG quality ``damage_of`` reports for 8-bit pixels (H, W, C) in [0, 1] whose file's
+    tables say ``tables`` (None: not a JPEG file), and whether it was read from the pixels.
+
+    A PNG or TIFF may have been a JPEG once: its quality is the one its pixels show. A JPEG
+    file's is its tables', unless they say above ``HIGHEST_READ`` (steps too fine to hide
+    an earlier save's) and the pixels show an earlier save more than ``READ_ERROR`` lower:
+    a JPEG saved again at a high quality keeps the blocks of its first, worse save.
+    """
+    if tables is not None and tables <= HIGHEST_READ:
+        return tables, False
+    earlier = jpeg_quality_in_pixels(px)
+    if earlier is None or (tables is not None and earlier >= tables - READ_ERROR):
+        return tables, False
+    return earlier, True
 
 
 def jpeg_quality_in_pixels(px: np.ndarray) -> float | None:

@@ -27,6 +27,11 @@ import numpy as np
 
 from batchsr.estimate import ijg_luminance_table
 
+# Steps of 2-3 (quality above this) drown in the decoder's rounding, and a quality read is
+# within READ_ERROR of the one saved at (tests/test_jpeg_pixels.py).
+HIGHEST_READ = 85
+READ_ERROR = 3
+
 _N = 8
 _K = np.arange(_N)
 _DCT = np.cos(np.pi * (2 * _K[None] + 1) * _K[:, None] / (2 * _N)) * np.sqrt(2.0 / _N)

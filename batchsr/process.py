@@ -166,7 +166,8 @@ def _choose(choice: Choice, pic: decode.Picture, row: Row, notes: list[str], col
             damage = damage_of(pic)
             row.jpeg_quality, row.noise_sigma = damage_columns(damage)
             if damage.jpeg_from_pixels:
-                notes.append(f"JPEG quality {damage.jpeg_quality:.0f} read from the pixels")
+                again = "" if pic.jpeg_quality is None else f" (saved again at {pic.jpeg_quality:.0f})"
+                notes.append(f"JPEG quality {damage.jpeg_quality:.0f} read from the pixels{again}")
         except Exception as exc:  # an estimate must never cost the image
             notes.append(f"damage estimate failed ({type(exc).__name__})")
     model, seen = choice.pick(damage)
