@@ -19,7 +19,7 @@ def upscale(image, scale: int = 3, model: str = "auto", tile: int | None = None,
     """Upscale a PIL image by ``scale`` with a shipped model name or an ONNX path.
 
     ``model`` "auto" (the default) chooses as the command line does: ``photo`` when the image
-    looks damaged (a JPEG opened from a file saved at quality 88 or less, or noise of 2 levels
+    looks damaged (a JPEG opened from a file saved at quality 85 or less, or noise of 2 levels
     or more), else ``default``. ``precision`` picks the shipped model's build as
     ``--precision`` does (auto, fp32, int8).
 

@@ -101,7 +101,7 @@ def _add_model_options(p: argparse.ArgumentParser, precision: str = "auto", mode
         "--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default 3; with --model PATH, the file's own)"
     )
     choose = (
-        "; auto: per image, photo for damaged inputs (JPEG quality 88 or less, or noise 2 levels or "
+        "; auto: per image, photo for damaged inputs (JPEG quality 85 or less, or noise 2 levels or "
         "more) and default for the others"
         if model == "auto"
         else ""

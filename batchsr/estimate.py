@@ -382,9 +382,10 @@ def noise_sigma_of(shape: tuple[int, int], luma: Callable[[tuple[slice, slice]],
 class Damage:
     """What the estimates found in one image (``experiment.damage_of`` makes it).
 
-    ``jpeg_quality``: :func:`jpeg_quality` (None: not a JPEG), or for another
-    format the quality its pixels show it was once saved at as a JPEG
-    (``jpeg_pixels.jpeg_quality_of_pixels``; ``jpeg_from_pixels`` then True).
+    ``jpeg_quality``: :func:`jpeg_quality` (None: not a JPEG), or the quality the
+    pixels show the image was once saved at as a JPEG (``jpeg_pixels.jpeg_quality_of_pixels``;
+    ``jpeg_from_pixels`` then True): for another format, or a JPEG saved again at a
+    high quality (``experiment.jpeg_quality_seen`` says when).
     ``noise_sigma``: :func:`noise_sigma` of the luma, in 8-bit levels (NaN for a tiny image).
     """
 
@@ -404,7 +405,7 @@ class DamageRule:
     docs/notebook-real-photos.md, has the table).
     """
 
-    max_jpeg_quality: float = 88.0
+    max_jpeg_quality: float = 85.0
     min_noise_sigma: float = 2.0
 
     def seen(self, damage: Damage) -> str | None:

@@ -48,7 +48,7 @@ from realistic import cpu_name, pairs  # noqa: E402
 from batchsr import color, metrics  # noqa: E402
 from batchsr.degrade import degrade  # noqa: E402
 from batchsr.estimate import Damage, DamageRule, jpeg_quality, noise_sigma  # noqa: E402
-from batchsr.experiment import jpeg_quality_in_pixels  # noqa: E402
+from batchsr.experiment import jpeg_quality_seen  # noqa: E402
 from batchsr.upscaling import upscale_u8  # noqa: E402
 
 
@@ -65,11 +65,9 @@ def as_file(lr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float
 
 
 def quality_seen(lr: np.ndarray, q: float | None) -> float | None:
-    """The ``jpeg_quality`` the runtime finds (``experiment.damage_of``): the file's tables,
-    else for a PNG the JPEG trace in its pixels."""
-    if q is not None:
-        return q
-    return jpeg_quality_in_pixels(np.asarray(lr, np.float32) / np.float32(255.0))
+    """The ``jpeg_quality`` the runtime finds (``experiment.damage_of``) in a file of pixels
+    ``lr`` whose tables say ``q`` (None: a PNG)."""
+    return jpeg_quality_seen(np.asarray(lr, np.float32) / np.float32(255.0), q)[0]
 
 
 def grey_noise(shape, sigma: float, rng: np.random.Generator) -> np.ndarray:

@@ -26,12 +26,26 @@ def rows_of(out: Path) -> dict[str, dict]:
 
 def test_the_rule_as_written():
     rule = DamageRule()
-    assert rule.seen(Damage(88.0, 0.5)) == "JPEG quality 88"  # at most 88 is damaged
-    assert rule.seen(Damage(89.0, 0.5)) is None
+    assert rule.seen(Damage(85.0, 0.5)) == "JPEG quality 85"  # at most 85 is damaged
+    assert rule.seen(Damage(86.0, 0.5)) is None
     assert rule.seen(Damage(None, 2.0)) == "noise 2.0"  # at least 2 levels is damaged
     assert rule.seen(Damage(None, 1.99)) is None
     assert rule.seen(Damage(95.0, 3.14)) == "noise 3.1"
     assert rule.seen(Damage(None, math.nan)) is None  # too small to tell: clean
+
+
+def test_the_help_and_the_api_state_the_shipped_thresholds(capsys):
+    """The numbers are written out where numpy may not be imported (--help): they must follow the rule."""
+    import batchsr
+
+    rule = DamageRule()
+    said = f"JPEG quality {rule.max_jpeg_quality:.0f} or less, or noise {rule.min_noise_sigma:.0f} levels"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert said in " ".join(capsys.readouterr().out.split())
+    assert f"quality {rule.max_jpeg_quality:.0f} or less, or noise of {rule.min_noise_sigma:.0f} levels" in " ".join(
+        batchsr.upscale.__doc__.split()
+    )
 
 
 def test_the_resume_identity_covers_both_models_and_the_rule(default_model, random_model):
